@@ -1,0 +1,143 @@
+"""BEIR-style retrieval evaluation, backed by pytrec_eval.
+
+Exact (brute-force) cosine search over unit vectors, then the standard metrics under BEIR's names:
+``ndcg@10``, ``recall@10``, ``recall@100``, ``mrr@10``, ``map@100``. Per-query scores are kept so the
+fine-tuned model can be compared query by query with the base model, with a paired significance test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from embedtune.data import Qrels
+
+METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100")
+Run = dict[str, dict[str, float]]
+
+
+def search(
+    query_ids: Sequence[str],
+    query_vectors: np.ndarray,
+    corpus_ids: Sequence[str],
+    corpus_vectors: np.ndarray,
+    top_k: int,
+    batch_size: int = 256,
+) -> Run:
+    """Top-k documents per query by dot product (cosine on unit vectors)."""
+    import torch
+
+    corpus = torch.from_numpy(np.ascontiguousarray(corpus_vectors, dtype=np.float32))
+    k = min(top_k, corpus.shape[0])
+    run: Run = {}
+    for start in range(0, len(query_ids), batch_size):
+        block = torch.from_numpy(np.ascontiguousarray(query_vectors[start : start + batch_size], dtype=np.float32))
+        scores, indices = torch.topk(block @ corpus.T, k=k, dim=1)
+        for row, qid in enumerate(query_ids[start : start + batch_size]):
+            run[qid] = {corpus_ids[i]: float(s) for s, i in zip(scores[row].tolist(), indices[row].tolist())}
+    return run
+
+
+def _truncate(run: Run, k: int) -> Run:
+    return {q: dict(sorted(docs.items(), key=lambda kv: kv[1], reverse=True)[:k]) for q, docs in run.items()}
+
+
+def per_query_metrics(qrels: Qrels, run: Run) -> dict[str, dict[str, float]]:
+    """Metric values for every judged query (a query missing from the run scores 0)."""
+    import pytrec_eval
+
+    judged = {q: docs for q, docs in qrels.items() if any(s > 0 for s in docs.values())}
+    full = {q: run.get(q, {}) for q in judged}
+    # pytrec_eval needs at least one entry per query; an empty ranking scores 0 everywhere.
+    padded = {q: (docs or {"__none__": 0.0}) for q, docs in full.items()}
+    main = pytrec_eval.RelevanceEvaluator(judged, {"ndcg_cut.10", "recall.10", "recall.100", "map_cut.100"})
+    rr = pytrec_eval.RelevanceEvaluator(judged, {"recip_rank"})
+    scores = main.evaluate(padded)
+    rr_scores = rr.evaluate(_truncate(padded, 10))
+    out: dict[str, dict[str, float]] = {}
+    for q in judged:
+        s = scores.get(q, {})
+        out[q] = {
+            "ndcg@10": s.get("ndcg_cut_10", 0.0),
+            "recall@10": s.get("recall_10", 0.0),
+            "recall@100": s.get("recall_100", 0.0),
+            "mrr@10": rr_scores.get(q, {}).get("recip_rank", 0.0),
+            "map@100": s.get("map_cut_100", 0.0),
+        }
+    return out
+
+
+def summarize(per_query: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each metric over queries, rounded for stable diffs."""
+    n = len(per_query)
+    return {m: round(sum(v[m] for v in per_query.values()) / n, 5) if n else 0.0 for m in METRICS}
+
+
+def compare(
+    baseline: Mapping[str, Mapping[str, float]],
+    finetuned: Mapping[str, Mapping[str, float]],
+    *,
+    primary: str = "ndcg@10",
+    tie_tolerance: float = 1e-9,
+) -> dict:
+    """Absolute and relative deltas per metric, wins/losses on the primary metric and a paired test."""
+    from scipy import stats
+
+    queries = sorted(set(baseline) & set(finetuned))
+    base_summary, fine_summary = summarize({q: baseline[q] for q in queries}), summarize({q: finetuned[q] for q in queries})
+    deltas = {}
+    for metric in METRICS:
+        b, f = base_summary[metric], fine_summary[metric]
+        deltas[metric] = {
+            "baseline": b,
+            "finetuned": f,
+            "delta": round(f - b, 5),
+            "relative_delta": round((f - b) / b, 5) if b else None,
+        }
+    diff = np.array([finetuned[q][primary] - baseline[q][primary] for q in queries])
+    wins, losses = int((diff > tie_tolerance).sum()), int((diff < -tie_tolerance).sum())
+    result = {
+        "primary_metric": primary,
+        "queries": len(queries),
+        "metrics": deltas,
+        "wins": wins,
+        "losses": losses,
+        "ties": len(queries) - wins - losses,
+    }
+    if len(queries) > 1 and np.any(diff != 0):
+        t = stats.ttest_rel([finetuned[q][primary] for q in queries], [baseline[q][primary] for q in queries])
+        w = stats.wilcoxon(diff[np.abs(diff) > tie_tolerance]) if wins + losses > 0 else None
+        result["paired_t_test_p"] = _finite(t.pvalue)
+        result["wilcoxon_p"] = _finite(w.pvalue) if w is not None else None
+    else:
+        result["paired_t_test_p"] = None
+        result["wilcoxon_p"] = None
+    return result
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return round(value, 6) if math.isfinite(value) else None
+
+
+def evaluate_model(
+    model,
+    queries: Mapping[str, str],
+    qrels: Qrels,
+    corpus_ids: Sequence[str],
+    corpus_vectors: np.ndarray,
+    *,
+    top_k: int = 100,
+    batch_size: int = 64,
+    precision: str = "fp32",
+) -> tuple[dict[str, dict[str, float]], Run]:
+    """Encode the judged queries with ``model``, search the given corpus vectors, score every query."""
+    from embedtune.embeddings import encode
+
+    query_ids = [q for q in sorted(qrels) if q in queries]
+    vectors = encode(model, [queries[q] for q in query_ids], batch_size=batch_size, precision=precision,
+                     show_progress=False)
+    run = search(query_ids, vectors, corpus_ids, corpus_vectors, top_k=top_k)
+    return per_query_metrics(qrels, run), run

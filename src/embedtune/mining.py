@@ -1,0 +1,139 @@
+"""Hard-negative mining from the base model's ranking, with false-negative filtering.
+
+This follows sentence-transformers' ``mine_hard_negatives`` (rank window, relative/absolute margin against
+the positive's score, top or random sampling) but works on the corpus embeddings already computed by the
+``embed`` stage, so the corpus is encoded once per run instead of once per consumer.
+
+For each training pair (query, positive) the candidates are the documents ranked ``range_min`` to
+``range_max`` by the base model, never any document judged relevant for the query. A candidate scoring too
+close to the positive is probably an unjudged relevant document (a *false negative*) and is dropped:
+``relative_margin`` 0.05 keeps a candidate only if ``score <= positive_score * 0.95``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedtune.data import Qrels
+from embedtune.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MinedExample:
+    query_id: str
+    positive_id: str
+    negative_ids: tuple[str, ...]
+    positive_score: float
+    negative_scores: tuple[float, ...]
+
+
+def mine_hard_negatives(
+    qrels: Qrels,
+    query_ids: Sequence[str],
+    query_vectors: np.ndarray,
+    corpus_ids: Sequence[str],
+    corpus_vectors: np.ndarray,
+    *,
+    num_negatives: int = 1,
+    range_min: int = 0,
+    range_max: int = 100,
+    relative_margin: float | None = 0.05,
+    absolute_margin: float | None = None,
+    sampling: str = "top",
+    seed: int = 42,
+) -> tuple[list[MinedExample], dict[str, int]]:
+    """Return one example per relevant (query, document) pair and counts of candidates kept/dropped."""
+    if sampling not in ("top", "random"):
+        raise ConfigError(f"mine.sampling must be 'top' or 'random', got {sampling!r}")
+    if not 0 <= range_min < range_max:
+        raise ConfigError(f"mine.range_min ({range_min}) must be >= 0 and below mine.range_max ({range_max})")
+    if num_negatives < 1:
+        raise ConfigError(f"mine.num_negatives must be at least 1, got {num_negatives}")
+    import torch
+
+    rng = random.Random(seed)
+    doc_index = {d: i for i, d in enumerate(corpus_ids)}
+    corpus = torch.from_numpy(np.ascontiguousarray(corpus_vectors, dtype=np.float32))
+    queries = torch.from_numpy(np.ascontiguousarray(query_vectors, dtype=np.float32))
+    stats = {
+        "pairs": 0,
+        "candidates_considered": 0,
+        "candidates_dropped_margin": 0,
+        "candidates_kept": 0,
+        "negatives_selected": 0,
+        "pairs_short_of_negatives": 0,
+        "pairs_skipped_no_negative": 0,
+    }
+    examples: list[MinedExample] = []
+    window = min(range_max, len(corpus_ids))
+    for row, qid in enumerate(query_ids):
+        relevant = {d for d, s in qrels.get(qid, {}).items() if s > 0 and d in doc_index}
+        if not relevant:
+            continue
+        scores = corpus @ queries[row]
+        judged = torch.tensor([doc_index[d] for d in qrels[qid] if d in doc_index], dtype=torch.long)
+        ranked_scores = scores.clone()
+        ranked_scores[judged] = float("-inf")  # no judged document can be a negative
+        top_scores, top_indices = torch.topk(ranked_scores, k=min(window, len(corpus_ids) - len(judged)))
+        candidates = list(zip(top_indices.tolist(), top_scores.tolist()))[range_min:]
+        for positive in sorted(relevant):
+            stats["pairs"] += 1
+            pos_score = float(scores[doc_index[positive]])
+            ceiling = float("inf")
+            if relative_margin is not None:
+                ceiling = min(ceiling, pos_score * (1.0 - relative_margin))
+            if absolute_margin is not None:
+                ceiling = min(ceiling, pos_score - absolute_margin)
+            kept = [(i, s) for i, s in candidates if s <= ceiling]
+            stats["candidates_considered"] += len(candidates)
+            stats["candidates_dropped_margin"] += len(candidates) - len(kept)
+            stats["candidates_kept"] += len(kept)
+            if not kept:
+                stats["pairs_skipped_no_negative"] += 1
+                continue
+            chosen = kept[:num_negatives] if sampling == "top" else rng.sample(kept, min(num_negatives, len(kept)))
+            if len(chosen) < num_negatives:
+                stats["pairs_short_of_negatives"] += 1
+                # Repeat the hardest kept ones so every row has the same number of columns.
+                chosen = (chosen * num_negatives)[:num_negatives]
+            stats["negatives_selected"] += len(chosen)
+            examples.append(
+                MinedExample(
+                    query_id=qid,
+                    positive_id=positive,
+                    negative_ids=tuple(corpus_ids[i] for i, _ in chosen),
+                    positive_score=round(pos_score, 5),
+                    negative_scores=tuple(round(s, 5) for _, s in chosen),
+                )
+            )
+    return examples, stats
+
+
+def examples_to_records(examples: Sequence[MinedExample]) -> list[dict]:
+    return [
+        {
+            "query_id": e.query_id,
+            "positive_id": e.positive_id,
+            "negative_ids": list(e.negative_ids),
+            "positive_score": e.positive_score,
+            "negative_scores": list(e.negative_scores),
+        }
+        for e in examples
+    ]
+
+
+def records_to_examples(records: Sequence[Mapping]) -> list[MinedExample]:
+    return [
+        MinedExample(
+            query_id=r["query_id"],
+            positive_id=r["positive_id"],
+            negative_ids=tuple(r["negative_ids"]),
+            positive_score=r.get("positive_score", 0.0),
+            negative_scores=tuple(r.get("negative_scores", ())),
+        )
+        for r in records
+    ]

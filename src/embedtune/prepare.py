@@ -1,0 +1,183 @@
+"""The ``prepare`` stage: validate, normalise, drop empty documents, deduplicate, optionally sample.
+
+Every removal is counted (``metrics/data.json``) and every merge is listed (``duplicates.tsv`` beside the
+prepared data), so nothing disappears silently. Relevance judgements on a removed duplicate move to the
+document (or query) that was kept, keeping the highest grade.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from embedtune.data import (
+    Dataset,
+    Document,
+    Qrels,
+    Query,
+    count_pairs,
+    write_corpus,
+    write_qrels,
+    write_queries,
+)
+from embedtune.dedup import dedup_key, group_pairs, near_duplicate_pairs, normalize_text
+
+log = logging.getLogger(__name__)
+
+DOC_SHINGLE_WORDS = 3
+
+
+@dataclass
+class PrepareReport:
+    """What prepare changed, for ``metrics/data.json``."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    merges: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, removed id, kept id, reason
+
+    def add(self, key: str, value: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + value
+
+
+def _remap_qrels(qrels: Qrels, doc_map: Mapping[str, str], query_map: Mapping[str, str]) -> Qrels:
+    """Point judgements at kept ids; drop those whose document was removed (maps to '')."""
+    out: Qrels = {}
+    for qid, docs in qrels.items():
+        kept_q = query_map.get(qid, qid)
+        for did, score in docs.items():
+            kept_d = doc_map.get(did, did)
+            if not kept_d:
+                continue
+            target = out.setdefault(kept_q, {})
+            target[kept_d] = max(score, target.get(kept_d, score))
+    return out
+
+
+def prepare_dataset(
+    dataset: Dataset,
+    *,
+    near_duplicate_threshold: float | None,
+    sample_queries: int = 0,
+    sample_documents: int = 0,
+    seed: int = 42,
+) -> tuple[Dataset, PrepareReport]:
+    """Return a cleaned copy of ``dataset`` and a report of what was dropped or merged."""
+    report = PrepareReport()
+    report.counts["documents_in"] = len(dataset.corpus)
+    report.counts["queries_in"] = len(dataset.queries)
+    report.counts["qrels_pairs_in"] = sum(count_pairs(q) for q in dataset.qrels.values())
+
+    # 1. normalise text
+    corpus: dict[str, Document] = {}
+    doc_map: dict[str, str] = {}
+    report.counts.setdefault("documents_normalized", 0)
+    report.counts.setdefault("documents_dropped_empty", 0)
+    for doc in dataset.corpus.values():
+        clean = replace(doc, title=normalize_text(doc.title), text=normalize_text(doc.text))
+        if (clean.title, clean.text) != (doc.title, doc.text):
+            report.add("documents_normalized")
+        if not clean.full_text:
+            report.add("documents_dropped_empty")
+            report.merges.append(("document", doc.id, "", f"empty (line {doc.line})"))
+            doc_map[doc.id] = ""
+            continue
+        corpus[doc.id] = clean
+    queries = {q.id: replace(q, text=normalize_text(q.text)) for q in dataset.queries.values()}
+
+    # 2. exact duplicates (case- and whitespace-insensitive); the first occurrence is kept
+    report.counts.setdefault("documents_merged_exact", 0)
+    first_by_key: dict[str, str] = {}
+    for doc in list(corpus.values()):
+        key = dedup_key(doc.full_text)
+        if key in first_by_key:
+            doc_map[doc.id] = first_by_key[key]
+            report.merges.append(("document", doc.id, first_by_key[key], "exact duplicate"))
+            report.add("documents_merged_exact")
+            del corpus[doc.id]
+        else:
+            first_by_key[key] = doc.id
+
+    # 3. near duplicates
+    report.counts.setdefault("documents_merged_near_duplicate", 0)
+    if near_duplicate_threshold:
+        docs = list(corpus.values())
+        pairs = near_duplicate_pairs([d.full_text for d in docs], near_duplicate_threshold, DOC_SHINGLE_WORDS)
+        roots = group_pairs(len(docs), pairs)
+        similarity = {(i, j): s for i, j, s in pairs}
+        for index, root in enumerate(roots):
+            if root != index:
+                kept, removed = docs[root].id, docs[index].id
+                score = similarity.get((int(root), index))
+                reason = f"near duplicate (Jaccard {score:.3f})" if score else "near duplicate (same group)"
+                doc_map[removed] = kept
+                report.merges.append(("document", removed, kept, reason))
+                report.add("documents_merged_near_duplicate")
+                del corpus[removed]
+
+    # 4. exact duplicate queries merge onto the first
+    query_map: dict[str, str] = {}
+    report.counts.setdefault("queries_merged_exact", 0)
+    first_query: dict[str, str] = {}
+    for query in list(queries.values()):
+        key = dedup_key(query.text)
+        if key in first_query:
+            query_map[query.id] = first_query[key]
+            report.merges.append(("query", query.id, first_query[key], "exact duplicate"))
+            report.add("queries_merged_exact")
+            del queries[query.id]
+        else:
+            first_query[key] = query.id
+
+    qrels = {split: _remap_qrels(q, doc_map, query_map) for split, q in dataset.qrels.items()}
+    dropped = report.counts["qrels_pairs_in"] - sum(count_pairs(q) for q in qrels.values())
+    report.counts["qrels_pairs_dropped_or_merged"] = dropped
+
+    prepared = Dataset(corpus=corpus, queries=queries, qrels=qrels)
+    if sample_queries:
+        prepared = sample_dataset(prepared, sample_queries, sample_documents, seed)
+        report.counts["sampled"] = 1
+    report.counts["documents_out"] = len(prepared.corpus)
+    report.counts["queries_out"] = len(prepared.queries)
+    for split, split_qrels in prepared.qrels.items():
+        report.counts[f"qrels_pairs_out_{split}"] = count_pairs(split_qrels)
+    return prepared, report
+
+
+def sample_dataset(dataset: Dataset, n_queries: int, n_documents: int, seed: int) -> Dataset:
+    """A small, seeded, self-consistent sample: queries from every split in proportion, all their
+    relevant documents, and random other documents up to ``n_documents`` as distractors."""
+    rng = random.Random(seed)
+    judged = {split: sorted(q for q, docs in qrels.items() if any(s > 0 for s in docs.values()))
+              for split, qrels in dataset.qrels.items()}
+    total = sum(len(v) for v in judged.values()) or 1
+    chosen: dict[str, list[str]] = {}
+    for split, ids in judged.items():
+        k = min(len(ids), max(1, round(n_queries * len(ids) / total)))
+        chosen[split] = rng.sample(ids, k)
+    keep_docs: set[str] = set()
+    qrels: dict[str, Qrels] = {}
+    for split, ids in chosen.items():
+        qrels[split] = {q: dict(dataset.qrels[split][q]) for q in ids}
+        for docs in qrels[split].values():
+            keep_docs.update(docs)
+    others = sorted(set(dataset.corpus) - keep_docs)
+    extra = max(0, n_documents - len(keep_docs))
+    keep_docs.update(rng.sample(others, min(extra, len(others))))
+    corpus = {d: doc for d, doc in dataset.corpus.items() if d in keep_docs}
+    keep_queries = {q for ids in chosen.values() for q in ids}
+    queries = {q: query for q, query in dataset.queries.items() if q in keep_queries}
+    return Dataset(corpus=corpus, queries=queries, qrels=qrels)
+
+
+def write_prepared(directory: Path, dataset: Dataset, report: PrepareReport) -> None:
+    """Write the prepared dataset in BEIR layout plus ``duplicates.tsv`` (every removal and merge)."""
+    write_corpus(directory / "corpus.jsonl", dataset.corpus)
+    write_queries(directory / "queries.jsonl", dataset.queries)
+    for split, qrels in dataset.qrels.items():
+        write_qrels(directory / "qrels" / f"{split}.tsv", qrels)
+    with (directory / "duplicates.tsv").open("w", encoding="utf-8") as handle:
+        handle.write("kind\tremoved_id\tkept_id\treason\n")
+        for row in report.merges:
+            handle.write("\t".join(row) + "\n")

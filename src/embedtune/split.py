@@ -1,0 +1,118 @@
+"""The ``split`` stage: a leakage-safe train/test split of the judged queries.
+
+* When the source ships ``qrels/test.tsv`` the source split is kept, so results stay comparable with
+  published figures; any other split (``train``, ``dev``...) goes to the training side.
+* Otherwise queries are split *by query*, seeded, with near-duplicate queries kept together.
+* Either way, no query and no near-duplicate of a query ends up on both sides. With a source split the test
+  side is never touched: leaking training queries are dropped (or only reported, if asked), and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+from embedtune.data import Dataset, Qrels, count_pairs
+from embedtune.dedup import group_pairs, near_duplicate_pairs
+from embedtune.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+QUERY_SHINGLE_WORDS = 1
+LEAKAGE_POLICIES = ("drop", "report")
+
+
+@dataclass
+class SplitResult:
+    train: Qrels
+    test: Qrels
+    stats: dict[str, object] = field(default_factory=dict)
+
+
+def _judged(qrels: Qrels) -> Qrels:
+    return {q: docs for q, docs in qrels.items() if any(s > 0 for s in docs.values())}
+
+
+def _merge(*parts: Qrels) -> Qrels:
+    out: Qrels = {}
+    for part in parts:
+        for qid, docs in part.items():
+            target = out.setdefault(qid, {})
+            for did, score in docs.items():
+                target[did] = max(score, target.get(did, score))
+    return out
+
+
+def split_queries(
+    dataset: Dataset,
+    *,
+    test_fraction: float,
+    seed: int,
+    near_duplicate_threshold: float,
+    use_source_split: bool = True,
+    leakage_policy: str = "drop",
+    min_train_pairs: int = 500,
+) -> SplitResult:
+    """Split the dataset's judged queries into train and test qrels."""
+    if leakage_policy not in LEAKAGE_POLICIES:
+        raise ConfigError(f"split.leakage_policy must be one of {LEAKAGE_POLICIES}, got {leakage_policy!r}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"split.test_fraction must be between 0 and 1, got {test_fraction}")
+    stats: dict[str, object] = {}
+    qids = sorted({q for qrels in dataset.qrels.values() for q in _judged(qrels)})
+    texts = [dataset.queries[q].text for q in qids]
+    pairs = near_duplicate_pairs(texts, near_duplicate_threshold, QUERY_SHINGLE_WORDS) if qids else []
+    index = {q: i for i, q in enumerate(qids)}
+
+    if use_source_split and "test" in dataset.qrels:
+        stats["source_split"] = True
+        test = _judged(dataset.qrels["test"])
+        train = _merge(*(_judged(q) for name, q in sorted(dataset.qrels.items()) if name != "test"))
+        test_ids = set(test)
+        leaking = {q for q in train if q in test_ids}
+        for i, j, _ in pairs:
+            a, b = qids[i], qids[j]
+            if a in train and b in test_ids:
+                leaking.add(a)
+            if b in train and a in test_ids:
+                leaking.add(b)
+        stats["train_queries_near_duplicate_of_test"] = len(leaking)
+        if leakage_policy == "drop":
+            train = {q: d for q, d in train.items() if q not in leaking}
+            stats["train_queries_dropped_for_leakage"] = len(leaking)
+        else:
+            stats["train_queries_dropped_for_leakage"] = 0
+    else:
+        stats["source_split"] = False
+        groups = group_pairs(len(qids), pairs)
+        members: dict[int, list[str]] = {}
+        for q in qids:
+            members.setdefault(int(groups[index[q]]), []).append(q)
+        order = sorted(members)
+        random.Random(seed).shuffle(order)
+        target = round(test_fraction * len(qids))
+        test_ids: set[str] = set()
+        for root in order:
+            if len(test_ids) >= target:
+                break
+            test_ids.update(members[root])
+        all_qrels = _merge(*(_judged(q) for q in dataset.qrels.values()))
+        test = {q: all_qrels[q] for q in qids if q in test_ids}
+        train = {q: all_qrels[q] for q in qids if q not in test_ids}
+        stats["train_queries_near_duplicate_of_test"] = 0
+        stats["train_queries_dropped_for_leakage"] = 0
+        stats["near_duplicate_query_groups"] = sum(1 for m in members.values() if len(m) > 1)
+
+    stats["train_queries"] = len(train)
+    stats["test_queries"] = len(test)
+    stats["train_pairs"] = count_pairs(train)
+    stats["test_pairs"] = count_pairs(test)
+    total = len(train) + len(test)
+    stats["test_fraction"] = round(len(test) / total, 4) if total else 0.0
+    stats["low_train_pairs"] = stats["train_pairs"] < min_train_pairs
+    if not test:
+        raise InputError("the split left no test queries: the dataset needs more judged queries")
+    if not train:
+        raise InputError("the split left no training queries: the dataset needs more judged queries")
+    return SplitResult(train=train, test=test, stats=stats)

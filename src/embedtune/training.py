@@ -1,0 +1,244 @@
+"""Contrastive fine-tuning with sentence-transformers.
+
+``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` (or its cached variant, which gives
+large effective batches in bounded memory) over (query, positive, hard negatives...) rows. Batches never
+hold the same text twice (``NO_DUPLICATES``), otherwise an in-batch "negative" could be the positive itself.
+Training curves go to dvclive; CUDA uses mixed precision when present.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embedtune.data import Document, Query
+from embedtune.errors import ConfigError
+from embedtune.mining import MinedExample
+
+if TYPE_CHECKING:
+    from datasets import Dataset as HFDataset
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("mnrl", "cached_mnrl")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: float = 2
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    loss: str = "mnrl"
+    mini_batch_size: int = 32  # cached_mnrl only: how many texts go through the model at once
+    scale: float = 20.0  # MNRL temperature 1/20
+    precision: str = "auto"  # auto: fp32 on CPU, bf16/fp16 mixed precision on CUDA; or fp32 / bf16 / fp16
+    seed: int = 42
+    logging_steps: int = 5
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(params) - known
+        if unknown:
+            raise ConfigError(f"unknown train parameter(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        config = cls(**{**params, "seed": params.get("seed", seed)})
+        if config.loss not in LOSSES:
+            raise ConfigError(f"train.loss must be one of {LOSSES}, got {config.loss!r}")
+        if config.batch_size < 2:
+            raise ConfigError("train.batch_size must be at least 2 (in-batch negatives need company)")
+        return config
+
+
+def build_training_dataset(
+    examples: Sequence[MinedExample],
+    corpus: Mapping[str, Document],
+    queries: Mapping[str, Query],
+) -> HFDataset:
+    """Columns ``anchor, positive, negative_1..n``: the layout MNRL reads (first column is the query)."""
+    from datasets import Dataset as HFDataset
+
+    if not examples:
+        raise ConfigError("no training examples: the train split is empty or mining kept no negatives")
+    n_neg = len(examples[0].negative_ids)
+    columns: dict[str, list[str]] = {"anchor": [], "positive": []}
+    for k in range(n_neg):
+        columns[f"negative_{k + 1}"] = []
+    for example in examples:
+        columns["anchor"].append(queries[example.query_id].text)
+        columns["positive"].append(corpus[example.positive_id].full_text)
+        for k, neg in enumerate(example.negative_ids):
+            columns[f"negative_{k + 1}"].append(corpus[neg].full_text)
+    return HFDataset.from_dict(columns)
+
+
+def _precision_flags(precision: str, device: str) -> dict[str, bool]:
+    import torch
+
+    if precision == "auto":
+        if device != "cuda":
+            return {}
+        return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    if precision == "fp32":
+        return {}
+    if precision == "bf16":
+        return {"bf16": True}
+    if precision == "fp16":
+        if device != "cuda":
+            raise ConfigError("train.precision fp16 needs CUDA; on CPU use bf16 or fp32")
+        return {"fp16": True}
+    raise ConfigError(f"train.precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+
+
+def _dvclive_callback(live_dir: Path):
+    from dvclive import Live
+    from transformers import TrainerCallback
+
+    class DVCLiveLogger(TrainerCallback):
+        """Training curves to dvclive (plots declared in dvc.yaml, so dvclive must not edit it)."""
+
+        def __init__(self) -> None:
+            self.live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs:
+                return
+            for key, value in logs.items():
+                if isinstance(value, (int, float)) and key not in {"epoch", "total_flos"}:
+                    self.live.log_metric(f"train/{key}", float(value))
+            self.live.log_metric("epoch", float(state.epoch or 0.0), plot=False)
+            self.live.step = state.global_step
+            self.live.make_summary()
+            self.live.make_dvcyaml()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.live.end()
+
+    return DVCLiveLogger()
+
+
+def train_model(
+    base_model: str,
+    dataset: HFDataset,
+    config: TrainConfig,
+    output_dir: Path,
+    live_dir: Path,
+    *,
+    max_seq_length: int | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Fine-tune ``base_model`` on ``dataset`` and save it to ``output_dir``; returns training statistics."""
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+    from transformers import set_seed
+
+    from embedtune.models import load_model, pick_device
+
+    set_seed(config.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    device = pick_device(device)
+    model = load_model(base_model, device=device, max_seq_length=max_seq_length)
+    if config.loss == "cached_mnrl":
+        loss = CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size)
+    else:
+        loss = MultipleNegativesRankingLoss(model, scale=config.scale)
+
+    checkpoints = output_dir.parent / f".{output_dir.name}.checkpoints"
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=config.logging_steps,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=device == "cpu",
+        dataloader_drop_last=False,
+        disable_tqdm=False,
+        **_precision_flags(config.precision, device),
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=loss,
+        callbacks=[_dvclive_callback(live_dir)],
+    )
+    started = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - started
+    model.save(str(output_dir))
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    return {
+        "train_seconds": round(seconds, 1),
+        "steps": int(result.global_step),
+        "examples": len(dataset),
+        "final_loss": round(float(history[-1]["loss"]), 5) if history else None,
+        "mean_loss": round(float(result.training_loss), 5),
+        "device": device,
+    }
+
+
+def write_model_card(
+    output_dir: Path,
+    *,
+    base_model: str,
+    data: Mapping[str, Any],
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+) -> None:
+    """README.md (human) and embedtune.json (machine) describing how the model was made."""
+    card = [
+        "# Fine-tuned embedding model (embedtune)",
+        "",
+        f"Base model: `{base_model}`, fine-tuned with contrastive learning (MultipleNegativesRankingLoss over "
+        "in-batch and mined hard negatives) by the embedtune pipeline (`dvc repro`).",
+        "",
+        "## Data",
+        "",
+        *[f"- **{k}**: {v}" for k, v in data.items()],
+        "",
+        "## Parameters",
+        "",
+        "```json",
+        json.dumps(params, indent=2, sort_keys=True),
+        "```",
+        "",
+        "## Training metrics",
+        "",
+        *[f"- **{k}**: {v}" for k, v in metrics.items()],
+        "",
+        "Retrieval quality on the held-out test split is measured by the `evaluate` stage and kept in "
+        "`metrics/finetuned.json` (compared with `metrics/baseline.json` in `metrics/comparison.json`).",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        f"model = SentenceTransformer({str(output_dir)!r})",
+        "embeddings = model.encode(['a query'], normalize_embeddings=True)",
+        "```",
+        "",
+    ]
+    (output_dir / "README.md").write_text("\n".join(card), encoding="utf-8")
+    meta = {"base_model": base_model, "data": dict(data), "params": dict(params), "training_metrics": dict(metrics)}
+    (output_dir / "embedtune.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")

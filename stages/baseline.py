@@ -1,0 +1,39 @@
+"""baseline: BEIR-style evaluation of the base model on the test split, before any training."""
+
+import argparse
+from pathlib import Path
+
+from embedtune.data import read_qrels, read_queries, write_json_atomic
+from embedtune.embeddings import load_embeddings
+from embedtune.evaluation import evaluate_model, summarize
+from embedtune.models import load_model
+from embedtune.reports import write_per_query
+from embedtune.stage import get, load_params, log, run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("embeddings", type=Path, help="base model corpus embeddings (embed stage)")
+    parser.add_argument("queries", type=Path)
+    parser.add_argument("test_qrels", type=Path)
+    parser.add_argument("metrics", type=Path)
+    parser.add_argument("per_query", type=Path)
+    args = parser.parse_args()
+    params = load_params()
+    corpus_ids, corpus_vectors, _ = load_embeddings(args.embeddings)
+    queries = read_queries(args.queries)
+    qrels = read_qrels(args.test_qrels, corpus_ids, queries)
+    model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
+    per_query, _ = evaluate_model(
+        model, {q: v.text for q, v in queries.items()}, qrels, corpus_ids, corpus_vectors,
+        top_k=get(params, "evaluate.top_k"), batch_size=get(params, "encode.batch_size"),
+        precision=get(params, "encode.precision"),
+    )
+    summary = summarize(per_query)
+    write_per_query(args.per_query, per_query, queries)
+    write_json_atomic(args.metrics, summary)
+    log.info("baseline: %s", summary)
+
+
+if __name__ == "__main__":
+    run_stage(main)

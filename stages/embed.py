@@ -1,0 +1,36 @@
+"""embed: encode the corpus once with a model; the vectors are a DVC output reused by later stages."""
+
+import argparse
+import time
+from pathlib import Path
+
+from embedtune.data import atomic_directory, read_corpus
+from embedtune.embeddings import encode, save_embeddings
+from embedtune.models import load_model
+from embedtune.stage import get, load_params, log, run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", help="model directory or package:<module>/<dir>; default: params model.base")
+    parser.add_argument("corpus", type=Path)
+    parser.add_argument("output", type=Path)
+    args = parser.parse_args()
+    params = load_params()
+    model_spec = args.model or get(params, "model.base")
+    model = load_model(model_spec, max_seq_length=get(params, "model.max_seq_length"))
+    corpus = read_corpus(args.corpus)
+    precision = get(params, "encode.precision")
+    started = time.perf_counter()
+    vectors = encode(model, [d.full_text for d in corpus.values()], batch_size=get(params, "encode.batch_size"),
+                     precision=precision)
+    seconds = time.perf_counter() - started
+    meta = {"model": str(model_spec), "precision": precision, "max_seq_length": model.max_seq_length,
+            "encode_seconds": round(seconds, 1)}
+    with atomic_directory(args.output) as staging:
+        save_embeddings(staging, list(corpus), vectors, meta)
+    log.info("encoded %d documents in %.1f s (%.1f docs/s)", len(corpus), seconds, len(corpus) / max(seconds, 1e-9))
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,46 @@
+"""mine: hard negatives for every training pair from the base model's ranking (reusing its corpus vectors)."""
+
+import argparse
+from pathlib import Path
+
+from embedtune.data import atomic_directory, read_qrels, read_queries, write_json_atomic, write_jsonl
+from embedtune.embeddings import encode, load_embeddings
+from embedtune.mining import examples_to_records, mine_hard_negatives
+from embedtune.models import load_model
+from embedtune.stage import get, load_params, log, run_stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("embeddings", type=Path, help="base model corpus embeddings (embed stage)")
+    parser.add_argument("queries", type=Path)
+    parser.add_argument("train_qrels", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("metrics", type=Path)
+    args = parser.parse_args()
+    params = load_params()
+    corpus_ids, corpus_vectors, _ = load_embeddings(args.embeddings)
+    queries = read_queries(args.queries)
+    qrels = read_qrels(args.train_qrels, corpus_ids, queries)
+    query_ids = sorted(qrels)
+    model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
+    query_vectors = encode(model, [queries[q].text for q in query_ids], batch_size=get(params, "encode.batch_size"),
+                           precision=get(params, "encode.precision"))
+    examples, stats = mine_hard_negatives(
+        qrels, query_ids, query_vectors, corpus_ids, corpus_vectors,
+        num_negatives=get(params, "mine.num_negatives"),
+        range_min=get(params, "mine.range_min"),
+        range_max=get(params, "mine.range_max"),
+        relative_margin=get(params, "mine.relative_margin"),
+        absolute_margin=get(params, "mine.absolute_margin"),
+        sampling=get(params, "mine.sampling"),
+        seed=get(params, "seed"),
+    )
+    with atomic_directory(args.output) as staging:
+        write_jsonl(staging / "train.jsonl", examples_to_records(examples))
+    write_json_atomic(args.metrics, stats)
+    log.info("mined: %s", stats)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,41 @@
+"""split: leakage-safe train/test qrels (source split kept when present, else seeded split by query)."""
+
+import argparse
+from pathlib import Path
+
+from embedtune.data import atomic_directory, read_dataset, write_json_atomic, write_qrels
+from embedtune.split import split_queries
+from embedtune.stage import get, load_params, log, run_stage, warn_loudly
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("prepared", type=Path)
+    parser.add_argument("output", type=Path)
+    parser.add_argument("metrics", type=Path)
+    args = parser.parse_args()
+    params = load_params()
+    min_pairs = get(params, "split.min_train_pairs")
+    result = split_queries(
+        read_dataset(args.prepared),
+        test_fraction=get(params, "split.test_fraction"),
+        seed=get(params, "seed"),
+        near_duplicate_threshold=get(params, "split.near_duplicate_threshold"),
+        use_source_split=get(params, "split.use_source_split"),
+        leakage_policy=get(params, "split.leakage_policy"),
+        min_train_pairs=min_pairs,
+    )
+    with atomic_directory(args.output) as staging:
+        write_qrels(staging / "train.tsv", result.train)
+        write_qrels(staging / "test.tsv", result.test)
+    write_json_atomic(args.metrics, result.stats)
+    if result.stats["low_train_pairs"]:
+        warn_loudly(
+            f"only {result.stats['train_pairs']} training pairs (< {min_pairs}): the fine-tuned model may overfit; "
+            "add labelled pairs or synthetic queries"
+        )
+    log.info("split: %s", result.stats)
+
+
+if __name__ == "__main__":
+    run_stage(main)
