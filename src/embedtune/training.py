@@ -117,7 +117,6 @@ def _dvclive_callback(live_dir: Path):
             self.live.log_metric("epoch", float(state.epoch or 0.0), plot=False)
             self.live.step = state.global_step
             self.live.make_summary()
-            self.live.make_dvcyaml()
 
         def on_train_end(self, args, state, control, **kwargs):
             self.live.end()
