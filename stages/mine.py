@@ -34,6 +34,7 @@ def main() -> None:
         relative_margin=get(params, "mine.relative_margin"),
         absolute_margin=get(params, "mine.absolute_margin"),
         sampling=get(params, "mine.sampling"),
+        extend_window=get(params, "mine.extend_window"),
         seed=get(params, "seed"),
     )
     with atomic_directory(args.output) as staging:

@@ -7,7 +7,9 @@ the positive's score, top or random sampling) but works on the corpus embeddings
 For each training pair (query, positive) the candidates are the documents ranked ``range_min`` to
 ``range_max`` by the base model, never any document judged relevant for the query. A candidate scoring too
 close to the positive is probably an unjudged relevant document (a *false negative*) and is dropped:
-``relative_margin`` 0.05 keeps a candidate only if ``score <= positive_score * 0.95``.
+``relative_margin`` 0.05 keeps a candidate only if ``score <= positive_score * 0.95``. When the window holds
+too few candidates below that ceiling (the positive itself ranks low), ``extend_window`` looks further down
+the ranking rather than dropping the pair.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def mine_hard_negatives(
     relative_margin: float | None = 0.05,
     absolute_margin: float | None = None,
     sampling: str = "top",
+    extend_window: bool = True,
     seed: int = 42,
 ) -> tuple[list[MinedExample], dict[str, int]]:
     """Return one example per relevant (query, document) pair and counts of candidates kept/dropped."""
@@ -65,6 +68,7 @@ def mine_hard_negatives(
         "candidates_dropped_margin": 0,
         "candidates_kept": 0,
         "negatives_selected": 0,
+        "pairs_window_extended": 0,
         "pairs_short_of_negatives": 0,
         "pairs_skipped_no_negative": 0,
     }
@@ -80,6 +84,7 @@ def mine_hard_negatives(
         ranked_scores[judged] = float("-inf")  # no judged document can be a negative
         top_scores, top_indices = torch.topk(ranked_scores, k=min(window, len(corpus_ids) - len(judged)))
         candidates = list(zip(top_indices.tolist(), top_scores.tolist()))[range_min:]
+        beyond: list[tuple[int, float]] | None = None
         for positive in sorted(relevant):
             stats["pairs"] += 1
             pos_score = float(scores[doc_index[positive]])
@@ -92,6 +97,16 @@ def mine_hard_negatives(
             stats["candidates_considered"] += len(candidates)
             stats["candidates_dropped_margin"] += len(candidates) - len(kept)
             stats["candidates_kept"] += len(kept)
+            if len(kept) < num_negatives and extend_window:
+                # The positive ranks so low that the window holds nothing safely below it: these are the
+                # pairs the model most needs, so look further down the ranking instead of dropping them.
+                if beyond is None:
+                    order = torch.argsort(ranked_scores, descending=True)[window:]
+                    beyond = [(i, float(ranked_scores[i])) for i in order.tolist() if ranked_scores[i] > float("-inf")]
+                extra = [(i, s) for i, s in beyond if s <= ceiling][: num_negatives - len(kept)]
+                if extra:
+                    stats["pairs_window_extended"] += 1
+                    kept = kept + extra
             if not kept:
                 stats["pairs_skipped_no_negative"] += 1
                 continue

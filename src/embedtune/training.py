@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOSSES = ("mnrl", "cached_mnrl")
+CURVES = {"loss", "grad_norm", "learning_rate"}
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,8 @@ def _dvclive_callback(live_dir: Path):
                 return
             for key, value in logs.items():
                 if isinstance(value, (int, float)) and key not in {"epoch", "total_flos"}:
-                    self.live.log_metric(f"train/{key}", float(value))
+                    # per-step curves are plotted; end-of-training summaries (train_runtime...) are not
+                    self.live.log_metric(f"train/{key}", float(value), plot=key in CURVES)
             self.live.log_metric("epoch", float(state.epoch or 0.0), plot=False)
             self.live.step = state.global_step
             self.live.make_summary()

@@ -1,0 +1,123 @@
+"""Reading BEIR input: every kind of bad input gets a clear error naming file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedtune.data import atomic_directory, read_dataset, read_qrels, write_corpus, read_corpus
+from embedtune.errors import InputError
+from tests.conftest import write_beir
+
+GOOD_DOC = {"_id": "d1", "title": "t", "text": "some text"}
+GOOD_QUERY = {"_id": "q1", "text": "a question"}
+
+
+def _dataset(tmp_path: Path, corpus=None, queries=None, qrels=None) -> Path:
+    return write_beir(
+        tmp_path / "ds",
+        corpus if corpus is not None else [GOOD_DOC],
+        queries if queries is not None else [GOOD_QUERY],
+        qrels if qrels is not None else {"train": [("q1", "d1", 1)]},
+    )
+
+
+def test_reads_a_valid_dataset(small_beir: Path) -> None:
+    ds = read_dataset(small_beir)
+    assert set(ds.corpus) == {"d1", "d2", "d3", "d4"}
+    assert ds.qrels["test"] == {"q3": {"d3": 1}}
+    assert ds.corpus["d1"].full_text.startswith("Aspirin Aspirin reduces")
+
+
+@pytest.mark.parametrize(
+    ("corpus", "line", "field", "fragment"),
+    [
+        ([GOOD_DOC, '{"_id": "d2", "text": "unterminated'], 2, None, "malformed JSON"),
+        ([GOOD_DOC, {"title": "x", "text": "no id"}], 2, "_id", "missing"),
+        ([GOOD_DOC, {"_id": "d2", "title": "x"}], 2, "text", "missing"),
+        ([GOOD_DOC, {"_id": "d2", "text": 5}], 2, "text", "must be a string"),
+        ([GOOD_DOC, GOOD_DOC], 2, "_id", "duplicate id 'd1' (first seen on line 1)"),
+        ([GOOD_DOC, b'{"_id": "d2", "text": "caf\xe9"}'], 2, None, "not valid UTF-8"),
+        ([GOOD_DOC, "[1, 2]"], 2, None, "expected a JSON object"),
+    ],
+)
+def test_bad_corpus_lines(tmp_path: Path, corpus, line, field, fragment) -> None:
+    root = _dataset(tmp_path, corpus=corpus)
+    with pytest.raises(InputError) as info:
+        read_dataset(root)
+    err = info.value
+    assert err.path.endswith("corpus.jsonl") and err.line == line and err.field == field
+    assert fragment in str(err)
+    assert str(err).startswith(f"{err.path}:{line}: ")
+
+
+def test_empty_query_text_is_an_error(tmp_path: Path) -> None:
+    root = _dataset(tmp_path, queries=[GOOD_QUERY, {"_id": "q2", "text": "   "}])
+    with pytest.raises(InputError, match=r"queries.jsonl:2: field 'text': is empty"):
+        read_dataset(root)
+
+
+def test_duplicate_query_ids(tmp_path: Path) -> None:
+    root = _dataset(tmp_path, queries=[GOOD_QUERY, GOOD_QUERY])
+    with pytest.raises(InputError, match=r"queries.jsonl:2: field '_id': duplicate id 'q1'"):
+        read_dataset(root)
+
+
+@pytest.mark.parametrize(
+    ("rows", "field", "fragment"),
+    [
+        ([("q1", "d1", 1), ("q1", "nope", 1)], "corpus-id", "unknown document id 'nope'"),
+        ([("q1", "d1", 1), ("qx", "d1", 1)], "query-id", "unknown query id 'qx'"),
+        ([("q1", "d1", 1), ("q1", "d1", "high")], "score", "must be an integer"),
+    ],
+)
+def test_bad_qrels(tmp_path: Path, rows, field, fragment) -> None:
+    root = _dataset(tmp_path, qrels={"train": rows})
+    with pytest.raises(InputError) as info:
+        read_dataset(root)
+    assert info.value.path.endswith("train.tsv") and info.value.line == 3 and info.value.field == field
+    assert fragment in str(info.value)
+
+
+def test_qrels_with_wrong_column_count(tmp_path: Path) -> None:
+    path = tmp_path / "q.tsv"
+    path.write_text("query-id\tcorpus-id\tscore\nq1 d1 1\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"q.tsv:2: expected 3 tab-separated columns"):
+        read_qrels(path)
+
+
+def test_missing_files_are_named(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="missing corpus.jsonl"):
+        read_dataset(tmp_path / "empty")
+    root = _dataset(tmp_path)
+    for f in (root / "qrels").iterdir():
+        f.unlink()
+    with pytest.raises(InputError, match="no relevance judgements"):
+        read_dataset(root)
+
+
+def test_integer_ids_and_bom_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes('\ufeff{"_id": 7, "text": "x"}\n\n'.encode("utf-8"))
+    assert list(read_corpus(path)) == ["7"]
+
+
+def test_atomic_directory_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as staging:
+            (staging / "half.txt").write_text("partial")
+            raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_directory_replaces_previous_output(tmp_path: Path, small_beir: Path) -> None:
+    target = tmp_path / "out"
+    corpus = read_dataset(small_beir).corpus
+    for _ in range(2):
+        with atomic_directory(target) as staging:
+            write_corpus(staging / "corpus.jsonl", corpus)
+    assert read_corpus(target / "corpus.jsonl") == corpus

@@ -1,0 +1,113 @@
+"""End to end: the real `dvc repro` on the SciFact sample profile, then incremental reruns.
+
+Runs in a fresh copy of the repository (with ../shared beside it, like CI) and checks that
+* every stage runs and writes sane metrics;
+* a second `dvc repro` runs nothing;
+* `dvc exp run` composes params.yaml with Hydra (group switch + overrides), and an evaluation-only change
+  reruns only the evaluation stages;
+* a training-parameter change reruns training and evaluation, not prepare/split/mine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, SCIFACT
+
+pytestmark = pytest.mark.e2e
+FRESH = ("data/", "metrics/", "reports/", "models/", "dvc.lock")
+SAMPLE = ["data=scifact_sample", "train.epochs=1"]
+
+
+def _sh(cmd: list[str], cwd: Path, env: dict, timeout: int = 1500) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-6000:]}"
+    return output
+
+
+def _ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    if not SCIFACT.is_dir():
+        pytest.skip(f"demo data not found at {SCIFACT}")
+    top = tmp_path_factory.mktemp("e2e")
+    (top / "shared").symlink_to(REPO.parent / "shared")
+    root = top / "main"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    for name in files:
+        if name.startswith(FRESH) or not (REPO / name).is_file():
+            continue
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@test", "GIT_COMMITTER_NAME": "e2e",
+           "GIT_COMMITTER_EMAIL": "e2e@test"}
+    _sh([sys.executable, "-m", "embedtune.config", *SAMPLE], root, env)
+    _sh(["git", "init", "-q"], root, env)
+    _sh(["git", "add", "-A"], root, env)
+    _sh(["git", "commit", "-qm", "e2e fixture"], root, env)
+    return root, env
+
+
+def _metrics(root: Path, name: str) -> dict:
+    return json.loads((root / "metrics" / name).read_text())
+
+
+def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> None:
+    root, env = project
+    first = _sh(["dvc", "repro"], root, env)
+    stages = set(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
+    assert _ran(first) == stages
+
+    data, split, mine = _metrics(root, "data.json"), _metrics(root, "split.json"), _metrics(root, "mine.json")
+    assert data["documents_out"] >= 300 and data["sampled"] == 1
+    assert split["train_pairs"] > 50 and split["test_queries"] > 10 and split["low_train_pairs"] is True
+    assert mine["negatives_selected"] == mine["pairs"] - mine["pairs_skipped_no_negative"]
+    baseline, finetuned = _metrics(root, "baseline.json"), _metrics(root, "finetuned.json")
+    for metrics in (baseline, finetuned):
+        assert set(metrics) == {"ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100"}
+        assert all(0.0 <= v <= 1.0 for v in metrics.values())
+        assert metrics["ndcg@10"] > 0.4 and metrics["recall@100"] >= metrics["recall@10"]
+    assert finetuned["ndcg@10"] > baseline["ndcg@10"] - 0.1  # one epoch on a tiny sample must not wreck the model
+    comparison = _metrics(root, "comparison.json")
+    assert comparison["queries"] == split["test_queries"]
+    assert comparison["wins"] + comparison["losses"] + comparison["ties"] == comparison["queries"]
+    assert comparison["metrics"]["ndcg@10"]["finetuned"] == finetuned["ndcg@10"]
+    train = json.loads((root / "metrics" / "train" / "metrics.json").read_text())
+    assert math.isfinite(train["train"]["loss"])
+    assert (root / "metrics/train/plots/metrics/train/loss.tsv").is_file()
+    assert "Training metrics" in (root / "models" / "finetuned" / "README.md").read_text()
+    assert (root / "reports" / "comparison.png").stat().st_size > 10_000
+    assert "Biggest wins" in (root / "reports" / "wins_losses.md").read_text()
+
+    assert _ran(_sh(["dvc", "repro"], root, env)) == set()
+    _sh(["git", "add", "-A"], root, env)
+    _sh(["git", "commit", "-qm", "first run"], root, env)
+
+    # evaluation-only parameter, through Hydra composition with a group switch
+    out = _sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50"], root, env)
+    assert _ran(out) == {"baseline", "evaluate"}
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    assert params["evaluate"]["top_k"] == 50 and params["data"]["name"] == "scifact_sample"
+
+    # training parameter: train, re-embed, evaluate; nothing upstream
+    out = _sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50",
+               "-Strain.learning_rate=3e-5"], root, env)
+    assert _ran(out) == {"train", "embed_finetuned", "evaluate"}

@@ -1,0 +1,68 @@
+"""Stage scripts as DVC runs them: bad input gives one clear line (no traceback) and no partial output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO, write_beir
+
+
+def _run(stage: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _params(tmp_path: Path, **overrides) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        node = params
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_prepare_reports_bad_input_without_traceback(tmp_path: Path) -> None:
+    _params(tmp_path)
+    write_beir(tmp_path / "raw", [{"_id": "d1", "text": "ok"}, '{"_id": "d2", "text": }'],
+               [{"_id": "q1", "text": "q"}], {"train": [("q1", "d1", 1)]})
+    result = _run("prepare", tmp_path, "raw", "prepared", "metrics/data.json")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "error: raw/corpus.jsonl:2: malformed JSON at column" in result.stderr
+    assert not (tmp_path / "prepared").exists() and not (tmp_path / "metrics").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_prepare_and_split_write_counts(tmp_path: Path, small_beir: Path) -> None:
+    _params(tmp_path)
+    assert _run("prepare", tmp_path, str(small_beir), "prepared", "metrics/data.json").returncode == 0
+    counts = json.loads((tmp_path / "metrics" / "data.json").read_text())
+    assert counts["documents_in"] == 4 and counts["documents_out"] == 4
+    result = _run("split", tmp_path, "prepared", "split", "metrics/split.json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads((tmp_path / "metrics" / "split.json").read_text())
+    assert stats["low_train_pairs"] is True and stats["train_pairs"] == 2
+    assert "only 2 training pairs" in result.stderr  # warned loudly
+
+
+def test_ingest_missing_source(tmp_path: Path) -> None:
+    _params(tmp_path, **{"data.source": "nowhere/at/all"})
+    result = _run("ingest", tmp_path, "data/raw")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "nowhere/at/all: dataset directory not found" in result.stderr
+
+
+def test_unknown_model_is_a_clear_error(tmp_path: Path, small_beir: Path) -> None:
+    _params(tmp_path, **{"model.base": "no/such/model"})
+    result = _run("embed", tmp_path, str(small_beir / "corpus.jsonl"), "emb")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "model 'no/such/model'" in result.stderr and "downloads from a model hub are disabled" in result.stderr
