@@ -118,8 +118,9 @@ def compare(
 
 
 def _finite(value: float) -> float | None:
+    """Three significant digits (a p-value of 3e-9 must not print as 0.0); None when undefined."""
     value = float(value)
-    return round(value, 6) if math.isfinite(value) else None
+    return float(f"{value:.3g}") if math.isfinite(value) else None
 
 
 def evaluate_model(

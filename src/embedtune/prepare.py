@@ -55,6 +55,22 @@ def _remap_qrels(qrels: Qrels, doc_map: Mapping[str, str], query_map: Mapping[st
     return out
 
 
+def _merge_exact(items: dict, text_of, kind: str, id_map: dict[str, str], report: PrepareReport) -> None:
+    """Remove exact duplicates from ``items`` in place, mapping each removed id to the first one kept."""
+    counter = "documents_merged_exact" if kind == "document" else "queries_merged_exact"
+    report.counts.setdefault(counter, 0)
+    first_by_key: dict[str, str] = {}
+    for item in list(items.values()):
+        key = dedup_key(text_of(item))
+        if key in first_by_key:
+            id_map[item.id] = first_by_key[key]
+            report.merges.append((kind, item.id, first_by_key[key], "exact duplicate"))
+            report.add(counter)
+            del items[item.id]
+        else:
+            first_by_key[key] = item.id
+
+
 def prepare_dataset(
     dataset: Dataset,
     *,
@@ -87,17 +103,7 @@ def prepare_dataset(
     queries = {q.id: replace(q, text=normalize_text(q.text)) for q in dataset.queries.values()}
 
     # 2. exact duplicates (case- and whitespace-insensitive); the first occurrence is kept
-    report.counts.setdefault("documents_merged_exact", 0)
-    first_by_key: dict[str, str] = {}
-    for doc in list(corpus.values()):
-        key = dedup_key(doc.full_text)
-        if key in first_by_key:
-            doc_map[doc.id] = first_by_key[key]
-            report.merges.append(("document", doc.id, first_by_key[key], "exact duplicate"))
-            report.add("documents_merged_exact")
-            del corpus[doc.id]
-        else:
-            first_by_key[key] = doc.id
+    _merge_exact(corpus, lambda d: d.full_text, "document", doc_map, report)
 
     # 3. near duplicates
     report.counts.setdefault("documents_merged_near_duplicate", 0)
@@ -118,17 +124,7 @@ def prepare_dataset(
 
     # 4. exact duplicate queries merge onto the first
     query_map: dict[str, str] = {}
-    report.counts.setdefault("queries_merged_exact", 0)
-    first_query: dict[str, str] = {}
-    for query in list(queries.values()):
-        key = dedup_key(query.text)
-        if key in first_query:
-            query_map[query.id] = first_query[key]
-            report.merges.append(("query", query.id, first_query[key], "exact duplicate"))
-            report.add("queries_merged_exact")
-            del queries[query.id]
-        else:
-            first_query[key] = query.id
+    _merge_exact(queries, lambda q: q.text, "query", query_map, report)
 
     qrels = {split: _remap_qrels(q, doc_map, query_map) for split, q in dataset.qrels.items()}
     dropped = report.counts["qrels_pairs_in"] - sum(count_pairs(q) for q in qrels.values())
