@@ -34,7 +34,7 @@ def search(
     query: str = typer.Argument(..., help="what to search for"),
     k: int = typer.Option(10, "-k", "--top-k", min=1, max=1000, help="number of results"),
     model: Optional[Path] = typer.Option(None, help="model to embed the query with (default: the serving version's)"),
-    ef_search: int = typer.Option(40, help="HNSW search breadth (higher: better recall, slower)"),
+    ef_search: int = typer.Option(80, help="HNSW search breadth (higher: better recall, slower)"),
     version: Optional[str] = typer.Option(None, help="search this version instead of the serving one"),
 ) -> None:
     """Search the serving index: ids, titles and scores."""

