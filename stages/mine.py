@@ -1,11 +1,13 @@
 """mine: hard negatives for every training pair from the base model's ranking (reusing its corpus vectors)."""
 
 import argparse
+import random
+from dataclasses import replace
 from pathlib import Path
 
-from embedtune.data import atomic_directory, read_qrels, read_queries, write_json_atomic, write_jsonl
+from embedtune.data import atomic_directory, iter_jsonl, read_qrels, read_queries, write_json_atomic, write_jsonl
 from embedtune.embeddings import encode, load_embeddings
-from embedtune.mining import examples_to_records, mine_hard_negatives
+from embedtune.mining import examples_to_records, mine_hard_negatives, weight_examples
 from embedtune.models import load_model
 from embedtune.stage import get, load_params, log, run_stage
 
@@ -15,6 +17,7 @@ def main() -> None:
     parser.add_argument("embeddings", type=Path, help="base model corpus embeddings (embed stage)")
     parser.add_argument("queries", type=Path)
     parser.add_argument("train_qrels", type=Path)
+    parser.add_argument("synthetic", type=Path, help="synthesize stage output (may hold no queries)")
     parser.add_argument("output", type=Path)
     parser.add_argument("metrics", type=Path)
     args = parser.parse_args()
@@ -26,8 +29,7 @@ def main() -> None:
     model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
     query_vectors = encode(model, [queries[q].text for q in query_ids], batch_size=get(params, "encode.batch_size"),
                            precision=get(params, "encode.precision"))
-    examples, stats = mine_hard_negatives(
-        qrels, query_ids, query_vectors, corpus_ids, corpus_vectors,
+    options = dict(
         num_negatives=get(params, "mine.num_negatives"),
         range_min=get(params, "mine.range_min"),
         range_max=get(params, "mine.range_max"),
@@ -37,6 +39,25 @@ def main() -> None:
         extend_window=get(params, "mine.extend_window"),
         seed=get(params, "seed"),
     )
+    labelled, stats = mine_hard_negatives(qrels, query_ids, query_vectors, corpus_ids, corpus_vectors, **options)
+    synthetic = [r for _, r in iter_jsonl(args.synthetic / "queries.jsonl")]
+    synthetic_examples = []
+    if synthetic:
+        syn_ids, syn_vectors, _ = load_embeddings(args.synthetic / "embeddings")
+        by_id = {r["_id"]: r for r in synthetic}
+        syn_qrels = {r["_id"]: {r["doc_id"]: 1} for r in synthetic}
+        mined, syn_stats = mine_hard_negatives(syn_qrels, syn_ids, syn_vectors, corpus_ids, corpus_vectors, **options)
+        synthetic_examples = [replace(e, source="synthetic", query_text=by_id[e.query_id]["text"],
+                                      positive_text=by_id[e.query_id].get("positive_text")) for e in mined]
+        stats = {"labelled": stats, "synthetic": syn_stats}
+    else:
+        stats = {"labelled": stats}
+    rng = random.Random(get(params, "seed"))
+    examples = weight_examples(labelled, get(params, "sources.labelled"), rng) + weight_examples(
+        synthetic_examples, get(params, "sources.synthetic"), rng)
+    stats["training_examples"] = {"labelled": sum(e.source == "labelled" for e in examples),
+                                  "synthetic": sum(e.source == "synthetic" for e in examples),
+                                  "total": len(examples)}
     with atomic_directory(args.output) as staging:
         write_jsonl(staging / "train.jsonl", examples_to_records(examples))
     write_json_atomic(args.metrics, stats)

@@ -80,7 +80,9 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     data, split, mine = _metrics(root, "data.json"), _metrics(root, "split.json"), _metrics(root, "mine.json")
     assert data["documents_out"] >= 300 and data["sampled"] == 1
     assert split["train_pairs"] > 50 and split["test_queries"] > 10 and split["low_train_pairs"] is True
-    assert mine["negatives_selected"] == mine["pairs"] - mine["pairs_skipped_no_negative"]
+    labelled = mine["labelled"]
+    assert labelled["negatives_selected"] == labelled["pairs"] - labelled["pairs_skipped_no_negative"]
+    assert mine["training_examples"]["total"] == mine["training_examples"]["labelled"] > 50
     baseline, finetuned = _metrics(root, "baseline.json"), _metrics(root, "finetuned.json")
     for metrics in (baseline, finetuned):
         assert set(metrics) == {"ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100"}

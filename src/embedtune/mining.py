@@ -31,6 +31,9 @@ class MinedExample:
     negative_ids: tuple[str, ...]
     positive_score: float
     negative_scores: tuple[float, ...]
+    source: str = "labelled"
+    query_text: str | None = None  # carried for synthetic queries, which are not in queries.jsonl
+    positive_text: str | None = None  # overrides the corpus text (inverse-cloze positives)
 
 
 def mine_hard_negatives(
@@ -129,16 +132,22 @@ def mine_hard_negatives(
 
 
 def examples_to_records(examples: Sequence[MinedExample]) -> list[dict]:
-    return [
-        {
+    records = []
+    for e in examples:
+        record = {
             "query_id": e.query_id,
             "positive_id": e.positive_id,
             "negative_ids": list(e.negative_ids),
             "positive_score": e.positive_score,
             "negative_scores": list(e.negative_scores),
+            "source": e.source,
         }
-        for e in examples
-    ]
+        if e.query_text is not None:
+            record["query_text"] = e.query_text
+        if e.positive_text is not None:
+            record["positive_text"] = e.positive_text
+        records.append(record)
+    return records
 
 
 def records_to_examples(records: Sequence[Mapping]) -> list[MinedExample]:
@@ -149,6 +158,21 @@ def records_to_examples(records: Sequence[Mapping]) -> list[MinedExample]:
             negative_ids=tuple(r["negative_ids"]),
             positive_score=r.get("positive_score", 0.0),
             negative_scores=tuple(r.get("negative_scores", ())),
+            source=r.get("source", "labelled"),
+            query_text=r.get("query_text"),
+            positive_text=r.get("positive_text"),
         )
         for r in records
     ]
+
+
+def weight_examples(examples: Sequence[MinedExample], weight: float, rng: random.Random) -> list[MinedExample]:
+    """Scale a source's share of the training set: 0 drops it, 0.5 keeps a random half, 2 repeats it twice,
+    1.5 keeps all once plus a random half again."""
+    if weight < 0:
+        raise ConfigError(f"source weights must be >= 0, got {weight}")
+    whole, fraction = int(weight), weight - int(weight)
+    out = list(examples) * whole
+    if fraction > 0:
+        out += rng.sample(list(examples), round(fraction * len(examples)))
+    return out

@@ -74,8 +74,8 @@ def build_training_dataset(
     for k in range(n_neg):
         columns[f"negative_{k + 1}"] = []
     for example in examples:
-        columns["anchor"].append(queries[example.query_id].text)
-        columns["positive"].append(corpus[example.positive_id].full_text)
+        columns["anchor"].append(example.query_text or queries[example.query_id].text)
+        columns["positive"].append(example.positive_text or corpus[example.positive_id].full_text)
         for k, neg in enumerate(example.negative_ids):
             columns[f"negative_{k + 1}"].append(corpus[neg].full_text)
     return HFDataset.from_dict(columns)

@@ -1,0 +1,83 @@
+"""synthesize: synthetic training queries for documents without any (offline inverse-cloze or an LLM),
+kept only when the base model finds their own document (round-trip consistency)."""
+
+import argparse
+import random
+from collections import Counter
+from pathlib import Path
+
+from embedtune.data import atomic_directory, read_corpus, read_qrels, write_json_atomic, write_jsonl
+from embedtune.embeddings import encode, load_embeddings, save_embeddings
+from embedtune.errors import ConfigError
+from embedtune.models import load_model
+from embedtune.stage import get, load_params, log, run_stage
+from embedtune.synthetic import OfflineGenerator, ict_positive, round_trip_filter
+
+
+def _generator(params: dict):
+    kind = get(params, "synthetic.generator")
+    if kind == "offline":
+        return OfflineGenerator(seed=get(params, "seed"))
+    if kind == "llm":
+        from embedtune.llm import LLMGenerator
+
+        return LLMGenerator.from_params(get(params, "synthetic.llm"))
+    raise ConfigError(f"synthetic.generator must be 'offline' or 'llm', got {kind!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("corpus", type=Path)
+    parser.add_argument("train_qrels", type=Path)
+    parser.add_argument("embeddings", type=Path, help="base model corpus embeddings (embed stage)")
+    parser.add_argument("output", type=Path)
+    parser.add_argument("metrics", type=Path)
+    args = parser.parse_args()
+    params = load_params()
+    stats: dict[str, object] = {"enabled": bool(get(params, "synthetic.enabled"))}
+    records: list[dict] = []
+    kept_vectors = None
+    if stats["enabled"]:
+        corpus = read_corpus(args.corpus)
+        judged = {d for docs in read_qrels(args.train_qrels, corpus).values() for d in docs}
+        scope = get(params, "synthetic.documents")
+        if scope not in ("unjudged", "all"):
+            raise ConfigError(f"synthetic.documents must be 'unjudged' or 'all', got {scope!r}")
+        docs = [d for d in corpus.values() if scope == "all" or d.id not in judged]
+        cap = get(params, "synthetic.max_documents") or 0
+        rng = random.Random(get(params, "seed"))
+        if cap and len(docs) > cap:
+            docs = sorted(rng.sample(docs, cap), key=lambda d: d.id)
+        queries = _generator(params).generate(docs, get(params, "synthetic.per_document"))
+        model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
+        vectors = encode(model, [q.text for q in queries], batch_size=get(params, "encode.batch_size"),
+                         precision=get(params, "encode.precision"))
+        corpus_ids, corpus_vectors, _ = load_embeddings(args.embeddings)
+        kept, ranks = round_trip_filter(queries, vectors, corpus_ids, corpus_vectors,
+                                        top_k=get(params, "synthetic.round_trip_top_k"))
+        keep = {id(q) for q in kept}
+        rows = [i for i, q in enumerate(queries) if id(q) in keep]
+        kept_vectors = vectors[rows]
+        removal = get(params, "synthetic.ict_remove_sentence")
+        for n, q in enumerate(kept):
+            records.append({"_id": f"syn:{q.doc_id}:{n}", "text": q.text, "doc_id": q.doc_id, "kind": q.kind,
+                            "positive_text": ict_positive(corpus[q.doc_id], q, rng, keep_probability=1 - removal)})
+        stats.update({
+            "documents": len(docs),
+            "generated": len(queries),
+            "kept_round_trip": len(kept),
+            "dropped_round_trip": len(queries) - len(kept),
+            "generated_by_kind": dict(Counter(q.kind for q in queries)),
+            "kept_by_kind": dict(Counter(q.kind for q in kept)),
+        })
+    with atomic_directory(args.output) as staging:
+        write_jsonl(staging / "queries.jsonl", records)
+        if kept_vectors is not None and len(records):
+            save_embeddings(staging / "embeddings", [r["_id"] for r in records], kept_vectors,
+                            {"model": get(params, "model.base")})
+    write_json_atomic(args.metrics, stats)
+    log.info("synthesize: %s", stats)
+
+
+if __name__ == "__main__":
+    run_stage(main)
