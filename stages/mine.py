@@ -9,6 +9,7 @@ from embedtune.data import atomic_directory, iter_jsonl, read_qrels, read_querie
 from embedtune.embeddings import encode, load_embeddings
 from embedtune.mining import examples_to_records, mine_hard_negatives, weight_examples
 from embedtune.models import load_model
+from embedtune.prepare import read_negatives
 from embedtune.stage import get, load_params, log, run_stage
 
 
@@ -16,6 +17,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("embeddings", type=Path, help="base model corpus embeddings (embed stage)")
     parser.add_argument("queries", type=Path)
+    parser.add_argument("negatives", type=Path, help="explicit negatives from the data (prepare stage)")
     parser.add_argument("train_qrels", type=Path)
     parser.add_argument("synthetic", type=Path, help="synthesize stage output (may hold no queries)")
     parser.add_argument("output", type=Path)
@@ -39,7 +41,9 @@ def main() -> None:
         extend_window=get(params, "mine.extend_window"),
         seed=get(params, "seed"),
     )
-    labelled, stats = mine_hard_negatives(qrels, query_ids, query_vectors, corpus_ids, corpus_vectors, **options)
+    explicit = read_negatives(args.negatives)
+    labelled, stats = mine_hard_negatives(qrels, query_ids, query_vectors, corpus_ids, corpus_vectors,
+                                          explicit_negatives=explicit, **options)
     synthetic = [r for _, r in iter_jsonl(args.synthetic / "queries.jsonl")]
     synthetic_examples = []
     if synthetic:

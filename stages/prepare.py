@@ -3,8 +3,9 @@
 import argparse
 from pathlib import Path
 
-from embedtune.data import atomic_directory, read_dataset, write_json_atomic
-from embedtune.prepare import prepare_dataset, write_prepared
+from embedtune.data import atomic_directory, write_json_atomic
+from embedtune.prepare import prepare_dataset, remap_negatives, write_negatives, write_prepared
+from embedtune.sources import ClickOptions, read_sources
 from embedtune.stage import get, load_params, log, run_stage
 
 
@@ -15,7 +16,7 @@ def main() -> None:
     parser.add_argument("metrics", type=Path)
     args = parser.parse_args()
     params = load_params()
-    dataset = read_dataset(args.raw)
+    dataset, negatives, source_counts = read_sources(args.raw, ClickOptions.from_params(get(params, "prepare.clicks")))
     prepared, report = prepare_dataset(
         dataset,
         near_duplicate_threshold=get(params, "prepare.near_duplicate_threshold"),
@@ -23,9 +24,12 @@ def main() -> None:
         sample_documents=get(params, "data.sample_documents", 0) or 0,
         seed=get(params, "seed"),
     )
+    negatives = remap_negatives(negatives, report, prepared)
+    report.counts["explicit_negatives"] = sum(len(d) for d in negatives.values())
     with atomic_directory(args.output) as staging:
         write_prepared(staging, prepared, report)
-    write_json_atomic(args.metrics, report.counts)
+        write_negatives(staging / "negatives.tsv", negatives)
+    write_json_atomic(args.metrics, {**report.counts, "sources": source_counts})
     log.info("prepared: %s", report.counts)
 
 

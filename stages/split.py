@@ -29,7 +29,10 @@ def main() -> None:
         write_qrels(staging / "train.tsv", result.train)
         write_qrels(staging / "test.tsv", result.test)
     write_json_atomic(args.metrics, result.stats)
-    if result.stats["low_train_pairs"]:
+    if not result.train:
+        warn_loudly("no labelled training pairs: training will use synthetic queries only (synthetic.enabled) "
+                    "or fail at the mine stage")
+    elif result.stats["low_train_pairs"]:
         warn_loudly(
             f"only {result.stats['train_pairs']} training pairs (< {min_pairs}): the fine-tuned model may overfit; "
             "add labelled pairs or synthetic queries"

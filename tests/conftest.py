@@ -21,6 +21,8 @@ def write_beir(root: Path, corpus: list, queries: list, qrels: dict[str, list[tu
     root.mkdir(parents=True, exist_ok=True)
 
     def dump(path: Path, records: list) -> None:
+        if not records:  # an input kind that is absent has no file at all
+            return
         with path.open("wb") as handle:
             for record in records:
                 if isinstance(record, bytes):
@@ -32,7 +34,8 @@ def write_beir(root: Path, corpus: list, queries: list, qrels: dict[str, list[tu
 
     dump(root / "corpus.jsonl", corpus)
     dump(root / "queries.jsonl", queries)
-    (root / "qrels").mkdir(exist_ok=True)
+    if qrels:
+        (root / "qrels").mkdir(exist_ok=True)
     for split, rows in qrels.items():
         lines = ["query-id\tcorpus-id\tscore"] + ["\t".join(str(c) for c in row) for row in rows]
         (root / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")

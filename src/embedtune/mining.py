@@ -50,6 +50,7 @@ def mine_hard_negatives(
     absolute_margin: float | None = None,
     sampling: str = "top",
     extend_window: bool = True,
+    explicit_negatives: Mapping[str, set[str]] | None = None,
     seed: int = 42,
 ) -> tuple[list[MinedExample], dict[str, int]]:
     """Return one example per relevant (query, document) pair and counts of candidates kept/dropped."""
@@ -71,6 +72,7 @@ def mine_hard_negatives(
         "candidates_dropped_margin": 0,
         "candidates_kept": 0,
         "negatives_selected": 0,
+        "explicit_negatives_used": 0,
         "pairs_window_extended": 0,
         "pairs_short_of_negatives": 0,
         "pairs_skipped_no_negative": 0,
@@ -88,6 +90,8 @@ def mine_hard_negatives(
         top_scores, top_indices = torch.topk(ranked_scores, k=min(window, len(corpus_ids) - len(judged)))
         candidates = list(zip(top_indices.tolist(), top_scores.tolist()))[range_min:]
         beyond: list[tuple[int, float]] | None = None
+        given = sorted(d for d in (explicit_negatives or {}).get(qid, ()) if d in doc_index and d not in relevant)
+        given_scored = [(doc_index[d], float(scores[doc_index[d]])) for d in given]
         for positive in sorted(relevant):
             stats["pairs"] += 1
             pos_score = float(scores[doc_index[positive]])
@@ -100,20 +104,26 @@ def mine_hard_negatives(
             stats["candidates_considered"] += len(candidates)
             stats["candidates_dropped_margin"] += len(candidates) - len(kept)
             stats["candidates_kept"] += len(kept)
-            if len(kept) < num_negatives and extend_window:
+            if len(kept) + len(given_scored) < num_negatives and extend_window:
                 # The positive ranks so low that the window holds nothing safely below it: these are the
                 # pairs the model most needs, so look further down the ranking instead of dropping them.
                 if beyond is None:
                     order = torch.argsort(ranked_scores, descending=True)[window:]
                     beyond = [(i, float(ranked_scores[i])) for i in order.tolist() if ranked_scores[i] > float("-inf")]
-                extra = [(i, s) for i, s in beyond if s <= ceiling][: num_negatives - len(kept)]
+                extra = [(i, s) for i, s in beyond if s <= ceiling][: num_negatives - len(kept) - len(given_scored)]
                 if extra:
                     stats["pairs_window_extended"] += 1
                     kept = kept + extra
-            if not kept:
+            # Negatives the data itself names (pairs files, skipped search results) come first, hardest first.
+            explicit = sorted(given_scored, key=lambda c: -c[1])[:num_negatives]
+            stats["explicit_negatives_used"] += len(explicit)
+            kept = [c for c in kept if c[0] not in {i for i, _ in explicit}]
+            if not kept and not explicit:
                 stats["pairs_skipped_no_negative"] += 1
                 continue
-            chosen = kept[:num_negatives] if sampling == "top" else rng.sample(kept, min(num_negatives, len(kept)))
+            room = num_negatives - len(explicit)
+            mined = kept[:room] if sampling == "top" else rng.sample(kept, min(room, len(kept)))
+            chosen = explicit + mined
             if len(chosen) < num_negatives:
                 stats["pairs_short_of_negatives"] += 1
                 # Repeat the hardest kept ones so every row has the same number of columns.

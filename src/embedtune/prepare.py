@@ -36,6 +36,8 @@ class PrepareReport:
 
     counts: dict[str, int] = field(default_factory=dict)
     merges: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, removed id, kept id, reason
+    doc_map: dict[str, str] = field(default_factory=dict)  # removed document id -> kept id ('' if dropped)
+    query_map: dict[str, str] = field(default_factory=dict)  # merged query id -> kept id
 
     def add(self, key: str, value: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + value
@@ -87,7 +89,7 @@ def prepare_dataset(
 
     # 1. normalise text
     corpus: dict[str, Document] = {}
-    doc_map: dict[str, str] = {}
+    doc_map = report.doc_map
     report.counts.setdefault("documents_normalized", 0)
     report.counts.setdefault("documents_dropped_empty", 0)
     for doc in dataset.corpus.values():
@@ -123,7 +125,7 @@ def prepare_dataset(
                 del corpus[removed]
 
     # 4. exact duplicate queries merge onto the first
-    query_map: dict[str, str] = {}
+    query_map = report.query_map
     _merge_exact(queries, lambda q: q.text, "query", query_map, report)
 
     qrels = {split: _remap_qrels(q, doc_map, query_map) for split, q in dataset.qrels.items()}
@@ -139,6 +141,42 @@ def prepare_dataset(
     for split, split_qrels in prepared.qrels.items():
         report.counts[f"qrels_pairs_out_{split}"] = count_pairs(split_qrels)
     return prepared, report
+
+
+def remap_negatives(negatives: Mapping[str, set[str]], report: PrepareReport, dataset: Dataset) -> dict[str, set[str]]:
+    """Explicit negatives after prepare: ids moved to the kept duplicates, removed ones dropped, and never a
+    document that is judged relevant for the query."""
+    out: dict[str, set[str]] = {}
+    for qid, docs in negatives.items():
+        kept_q = report.query_map.get(qid, qid)
+        if kept_q not in dataset.queries:
+            continue
+        relevant = {d for qrels in dataset.qrels.values() for d, s in qrels.get(kept_q, {}).items() if s > 0}
+        kept = {report.doc_map.get(d, d) for d in docs} - relevant - {""}
+        kept &= set(dataset.corpus)
+        if kept:
+            out.setdefault(kept_q, set()).update(kept)
+    return out
+
+
+def write_negatives(path: Path, negatives: Mapping[str, set[str]]) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("query-id\tcorpus-id\n")
+        for qid in sorted(negatives):
+            for did in sorted(negatives[qid]):
+                handle.write(f"{qid}\t{did}\n")
+
+
+def read_negatives(path: Path) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    if not path.is_file():
+        return out
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        if number == 0 or not line.strip():
+            continue
+        qid, did = line.split("\t")
+        out.setdefault(qid, set()).add(did)
+    return out
 
 
 def sample_dataset(dataset: Dataset, n_queries: int, n_documents: int, seed: int) -> Dataset:

@@ -113,6 +113,4 @@ def split_queries(
     stats["low_train_pairs"] = stats["train_pairs"] < min_train_pairs
     if not test:
         raise InputError("the split left no test queries: the dataset needs more judged queries")
-    if not train:
-        raise InputError("the split left no training queries: the dataset needs more judged queries")
     return SplitResult(train=train, test=test, stats=stats)
