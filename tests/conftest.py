@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +60,46 @@ def small_beir(tmp_path: Path) -> Path:
         {"_id": "q3", "text": "Vitamin D and fracture prevention"},
     ]
     return write_beir(tmp_path / "beir", corpus, queries, {"train": [("q1", "d1", 1), ("q2", "d2", 1)], "test": [("q3", "d3", 1)]})
+
+
+# --- helpers for end-to-end tests: a fresh copy of the project beside ../shared, like CI's clean clone ------
+
+FRESH = ("data/", "metrics/", "reports/", "models/", "dvc.lock", ".pgdata")
+
+
+def copy_project(top: Path) -> tuple[Path, dict]:
+    """Copy the repository's files (no pipeline outputs) to ``top/main`` with ``top/shared`` beside it."""
+    top.mkdir(parents=True, exist_ok=True)
+    (top / "shared").symlink_to(REPO.parent / "shared")
+    root = top / "main"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    for name in files:
+        if name.startswith(FRESH) or not (REPO / name).is_file():
+            continue
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, target)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+           "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@test", "GIT_COMMITTER_NAME": "e2e",
+           "GIT_COMMITTER_EMAIL": "e2e@test"}
+    sh(["git", "init", "-q"], root, env)
+    return root, env
+
+
+def commit_all(root: Path, env: dict, message: str) -> None:
+    sh(["git", "add", "-A"], root, env)
+    sh(["git", "commit", "-qm", message], root, env)
+
+
+def sh(cmd: list[str], cwd: Path, env: dict, timeout: int = 1500) -> str:
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-6000:]}"
+    return output
+
+
+def ran(output: str) -> set[str]:
+    """Names of the DVC stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))

@@ -13,57 +13,25 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, SCIFACT
+from tests.conftest import SCIFACT, commit_all, copy_project, ran, sh
 
 pytestmark = pytest.mark.e2e
-FRESH = ("data/", "metrics/", "reports/", "models/", "dvc.lock")
 SAMPLE = ["data=scifact_sample", "train.epochs=1"]
-
-
-def _sh(cmd: list[str], cwd: Path, env: dict, timeout: int = 1500) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-6000:]}"
-    return output
-
-
-def _ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     if not SCIFACT.is_dir():
         pytest.skip(f"demo data not found at {SCIFACT}")
-    top = tmp_path_factory.mktemp("e2e")
-    (top / "shared").symlink_to(REPO.parent / "shared")
-    root = top / "main"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
-                           text=True, check=True).stdout.splitlines()
-    for name in files:
-        if name.startswith(FRESH) or not (REPO / name).is_file():
-            continue
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / name, target)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@test", "GIT_COMMITTER_NAME": "e2e",
-           "GIT_COMMITTER_EMAIL": "e2e@test"}
-    _sh([sys.executable, "-m", "embedtune.config", *SAMPLE], root, env)
-    _sh(["git", "init", "-q"], root, env)
-    _sh(["git", "add", "-A"], root, env)
-    _sh(["git", "commit", "-qm", "e2e fixture"], root, env)
+    root, env = copy_project(tmp_path_factory.mktemp("e2e"))
+    sh([sys.executable, "-m", "embedtune.config", *SAMPLE], root, env)
+    commit_all(root, env, "e2e fixture")
     return root, env
 
 
@@ -73,9 +41,9 @@ def _metrics(root: Path, name: str) -> dict:
 
 def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> None:
     root, env = project
-    first = _sh(["dvc", "repro"], root, env)
+    first = sh(["dvc", "repro"], root, env)
     stages = set(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
-    assert _ran(first) == stages
+    assert ran(first) == stages
 
     data, split, mine = _metrics(root, "data.json"), _metrics(root, "split.json"), _metrics(root, "mine.json")
     assert data["documents_out"] >= 300 and data["sampled"] == 1
@@ -104,21 +72,21 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert reindex["hnsw_recall@10"] >= 0.9 and reindex["query_p50_ms"] > 0
     assert reindex["serving"] == reindex["promoted"]
 
-    assert _ran(_sh(["dvc", "repro"], root, env)) == set()
-    _sh(["git", "add", "-A"], root, env)
-    _sh(["git", "commit", "-qm", "first run"], root, env)
+    assert ran(sh(["dvc", "repro"], root, env)) == set()
+    sh(["git", "add", "-A"], root, env)
+    sh(["git", "commit", "-qm", "first run"], root, env)
 
     # evaluation-only parameter, through Hydra composition with a group switch
-    out = _sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50"], root, env)
+    out = sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50"], root, env)
     # reindex reruns only because the gate's input (the comparison) changed, and finds the model loaded already
-    assert {"baseline", "evaluate"} <= _ran(out) <= {"baseline", "evaluate", "reindex"}
-    if "reindex" in _ran(out):
+    assert {"baseline", "evaluate"} <= ran(out) <= {"baseline", "evaluate", "reindex"}
+    if "reindex" in ran(out):
         assert _metrics(root, "reindex.json")["created"] is False
     params = yaml.safe_load((root / "params.yaml").read_text())
     assert params["evaluate"]["top_k"] == 50 and params["data"]["name"] == "scifact_sample"
 
     # training parameter: train, re-embed, evaluate; nothing upstream
-    out = _sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50",
+    out = sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50",
                "-Strain.learning_rate=3e-5"], root, env)
-    assert _ran(out) == {"train", "embed_finetuned", "evaluate", "reindex"}
+    assert ran(out) == {"train", "embed_finetuned", "evaluate", "reindex"}
     assert _metrics(root, "reindex.json")["created"] is True  # a new model is a new index version

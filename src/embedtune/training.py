@@ -169,6 +169,7 @@ def train_model(
         seed=config.seed,
         data_seed=config.seed,
         logging_steps=config.logging_steps,
+        logging_first_step=True,  # even a run shorter than logging_steps has a curve
         save_strategy="no",
         report_to="none",
         use_cpu=device == "cpu",
@@ -187,6 +188,7 @@ def train_model(
     result = trainer.train()
     seconds = time.perf_counter() - started
     model.save(str(output_dir))
+    (live_dir / "plots" / "metrics").mkdir(parents=True, exist_ok=True)  # declared output, even with no curve
     shutil.rmtree(checkpoints, ignore_errors=True)
     history = [h for h in trainer.state.log_history if "loss" in h]
     return {

@@ -1,0 +1,143 @@
+"""End to end on each input kind: a pairs file, a click log, and documents only (synthetic queries).
+
+Each builds a small dataset from SciFact in the format a team would have, points `data.source` at it and runs
+the real `dvc repro` in a fresh copy of the project.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SCIFACT, commit_all, copy_project, sh
+
+pytestmark = pytest.mark.e2e
+
+
+def _scifact(n_queries: int, n_docs: int, seed: int = 0):
+    corpus = {json.loads(l)["_id"]: json.loads(l) for l in (SCIFACT / "corpus.jsonl").read_text().splitlines()}
+    queries = {json.loads(l)["_id"]: json.loads(l)["text"] for l in (SCIFACT / "queries.jsonl").read_text().splitlines()}
+
+    def qrels(split: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for line in (SCIFACT / "qrels" / f"{split}.tsv").read_text().splitlines()[1:]:
+            q, d, _ = line.split("\t")
+            out.setdefault(q, []).append(d)
+        return out
+
+    rng = random.Random(seed)
+    train = qrels("train")
+    chosen = rng.sample(sorted(train), n_queries)
+    positives = {d for q in chosen for d in train[q]}
+    others = rng.sample(sorted(set(corpus) - positives), n_docs - len(positives))
+    return corpus, queries, train, chosen, sorted(positives | set(others)), qrels("test")
+
+
+def _text(doc: dict) -> str:
+    return f"{doc['title']} {doc['text']}".strip()
+
+
+def _run(tmp_path: Path, source: Path, name: str, *overrides: str) -> tuple[Path, str]:
+    root, env = copy_project(tmp_path)
+    sh([sys.executable, "-m", "embedtune.config", "data=scifact_sample", f"data.name={name}",
+        f"data.source={source}", "data.sample_queries=0", "train.epochs=1", *overrides], root, env)
+    commit_all(root, env, name)
+    return root, sh(["dvc", "repro"], root, env)
+
+
+def _metrics(root: Path, name: str) -> dict:
+    return json.loads((root / "metrics" / name).read_text())
+
+
+def _sane(root: Path) -> None:
+    for name in ("baseline.json", "finetuned.json"):
+        metrics = _metrics(root, name)
+        assert 0.2 < metrics["ndcg@10"] <= 1.0 and metrics["recall@100"] >= metrics["recall@10"]
+    assert _metrics(root, "reindex.json")["rows"] == _metrics(root, "data.json")["documents_out"]
+
+
+def test_pairs_file(tmp_path: Path) -> None:
+    corpus, queries, train, chosen, docs, _ = _scifact(150, 350)
+    data = tmp_path / "faq"
+    data.mkdir()
+    positives = {d for q in chosen for d in train[q]}
+    rows = []
+    for i, q in enumerate(chosen):
+        for d in train[q]:  # documents named only by text: they become corpus entries
+            row = {"query": queries[q], "positive": _text(corpus[d])}
+            if i % 3 == 0:
+                row["negative_id"] = docs[(i * 7) % len(docs)] if docs[(i * 7) % len(docs)] not in positives else None
+            rows.append(row)
+    with (data / "corpus.jsonl").open("w") as handle:  # distractors only, by id
+        for d in docs:
+            if d not in positives:
+                handle.write(json.dumps({"_id": d, "title": corpus[d]["title"], "text": corpus[d]["text"]}) + "\n")
+    with (data / "pairs.jsonl").open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps({k: v for k, v in row.items() if v is not None}) + "\n")
+    root, _ = _run(tmp_path / "run", data, "faq")
+    counts = _metrics(root, "data.json")
+    assert counts["sources"]["pairs"] == len(rows) and counts["sources"]["documents_created_from_text"] > 100
+    split = _metrics(root, "split.json")
+    assert split["source_split"] is False and split["test_queries"] > 10  # held out by query, 15%
+    assert _metrics(root, "mine.json")["labelled"]["explicit_negatives_used"] > 0
+    _sane(root)
+
+
+def test_click_log(tmp_path: Path) -> None:
+    corpus, queries, train, chosen, docs, _ = _scifact(150, 350, seed=1)
+    data = tmp_path / "clicks"
+    data.mkdir()
+    with (data / "corpus.jsonl").open("w") as handle:
+        for d in docs:
+            handle.write(json.dumps({"_id": d, "title": corpus[d]["title"], "text": corpus[d]["text"]}) + "\n")
+    rng = random.Random(2)
+    with (data / "clicks.jsonl").open("w") as handle:
+        for session in range(2):
+            for q in chosen:
+                positive = train[q][0]
+                shown = rng.sample([d for d in docs if d != positive], 4)
+                shown.insert(rng.randrange(5), positive)
+                handle.write(json.dumps({"query": queries[q].upper() if session else queries[q], "shown": shown,
+                                         "clicked": [positive], "timestamp": f"2026-05-0{session + 1}T10:00:00",
+                                         "session": f"user{session}-{q}"}) + "\n")
+        for i in range(30):  # a crawler: one session, every result clicked
+            handle.write(json.dumps({"query": f"crawl {i}", "shown": docs[:5], "clicked": docs[:5],
+                                     "timestamp": "2026-05-03T00:00:00", "session": "bot"}) + "\n")
+    root, _ = _run(tmp_path / "run", data, "clicks", "prepare.clicks.min_clicks=2",
+                   "prepare.clicks.max_searches_per_session=20")
+    sources = _metrics(root, "data.json")["sources"]
+    assert sources["click_pairs"] == len(chosen) and sources["queries_merged"] >= len(chosen)
+    assert sources["sessions_dropped_bot_like"] == 1 and sources["searches_dropped_bot_like"] == 30
+    assert sources["click_skip_negatives"] > 0
+    _sane(root)
+
+
+def test_documents_only_with_synthetic_queries(tmp_path: Path) -> None:
+    corpus, queries, _, _, _, test = _scifact(10, 20, seed=3)
+    rng = random.Random(4)
+    test_queries = rng.sample(sorted(test), 40)
+    docs = {d for q in test_queries for d in test[q]}
+    docs |= set(rng.sample(sorted(set(corpus) - docs), 300 - len(docs)))
+    data = tmp_path / "docs"
+    (data / "qrels").mkdir(parents=True)
+    with (data / "corpus.jsonl").open("w") as handle:
+        for d in sorted(docs):
+            handle.write(json.dumps({"_id": d, "title": corpus[d]["title"], "text": corpus[d]["text"]}) + "\n")
+    with (data / "queries.jsonl").open("w") as handle:
+        for q in test_queries:
+            handle.write(json.dumps({"_id": q, "text": queries[q]}) + "\n")
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t1\n" for q in test_queries for d in test[q]))
+    root, out = _run(tmp_path / "run", data, "docs", "synthetic.enabled=true", "synthetic.max_documents=150")
+    assert "no labelled training pairs" in out
+    synthetic = _metrics(root, "synthetic.json")
+    assert synthetic["documents"] == 150 and 0 < synthetic["kept_round_trip"] <= synthetic["generated"]
+    mine = _metrics(root, "mine.json")
+    assert mine["training_examples"]["labelled"] == 0 and mine["training_examples"]["synthetic"] > 50
+    assert _metrics(root, "split.json")["test_queries"] == 40  # only human-labelled queries are ever tested
+    _sane(root)
