@@ -89,7 +89,7 @@ def main() -> None:
         stages = _stage_times(run.stdout + run.stderr)
         base_meta = json.loads((root / "data/embeddings/base/meta.json").read_text())
         train_meta = json.loads((root / "models/finetuned/embedtune.json").read_text())["training_metrics"]
-        precision = params["encode"]["precision"]
+        precision = base_meta["precision"]
         tokens = _corpus_tokens(root, params["model"]["base"], params["model"]["max_seq_length"])
         encode_s = base_meta["encode_seconds"]
         floor_s = tokens * FLOP_PER_TOKEN / PEAK_FLOPS[precision]

@@ -19,12 +19,36 @@ from embedtune.errors import ConfigError, InputError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 / AMX), so autocast pays off."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto``: bf16 on CUDA with bf16 support or on a CPU with native bf16, fp16 on other CUDA, else fp32.
+    Measured on SciFact: bf16 encoding is 2.7x faster on this project's 2-core CPU and changes ndcg@10 by
+    at most 0.002 (bench/precision.py)."""
+    import torch
+
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
 def _autocast(model: SentenceTransformer, precision: str):
     import torch
 
+    precision = resolve_precision(precision, str(model.device))
     if precision not in PRECISIONS:
         raise ConfigError(f"encode.precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "fp32":

@@ -41,7 +41,7 @@ class TrainConfig:
     loss: str = "mnrl"
     mini_batch_size: int = 32  # cached_mnrl only: how many texts go through the model at once
     scale: float = 20.0  # MNRL temperature 1/20
-    precision: str = "auto"  # auto: fp32 on CPU, bf16/fp16 mixed precision on CUDA; or fp32 / bf16 / fp16
+    precision: str = "auto"  # auto: bf16 autocast where the CPU/GPU has it (fp16 on older GPUs), else fp32
     seed: int = 42
     logging_steps: int = 5
 
@@ -82,12 +82,9 @@ def build_training_dataset(
 
 
 def _precision_flags(precision: str, device: str) -> dict[str, bool]:
-    import torch
+    from embedtune.embeddings import resolve_precision
 
-    if precision == "auto":
-        if device != "cuda":
-            return {}
-        return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    precision = resolve_precision(precision, device)
     if precision == "fp32":
         return {}
     if precision == "bf16":
