@@ -9,9 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ import requests
 
 from embedtune import index
 from embedtune.data import Document
-from embedtune.serve import Experiment, SearchService, create_app, export_clicks, report
+from embedtune.serve import BackgroundServer, Experiment, SearchService, export_clicks, report
 from tests.conftest import SCIFACT
 
 N_DOCS = 60
@@ -67,34 +64,8 @@ def versions(db_url: str, models, docs) -> dict[str, str]:
     return loaded
 
 
-class Server:
-    """uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, service: SearchService) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.service = service
-        self.server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=self.port,
-                                                    log_level="error"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.service.close()
-
-
-def _serve(db_url: str, experiment: Experiment) -> Server:
-    return Server(SearchService(db_url, experiment))
+def _serve(db_url: str, experiment: Experiment) -> BackgroundServer:
+    return BackgroundServer(SearchService(db_url, experiment))
 
 
 def test_search_click_and_bad_requests(db_url: str, versions) -> None:

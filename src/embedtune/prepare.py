@@ -17,7 +17,6 @@ from embedtune.data import (
     Dataset,
     Document,
     Qrels,
-    Query,
     count_pairs,
     write_corpus,
     write_qrels,

@@ -63,7 +63,7 @@ def write_wins_losses(path: Path, comparison: Mapping, rows: list[dict], top: in
         lines.append(f"| {m} | {d['baseline']:.4f} | {d['finetuned']:.4f} | {d['delta']:+.4f} | {rel} |")
     for title, chosen in (("Biggest wins", [r for r in reversed(rows) if r["delta"] > 0][:top]),
                           ("Biggest losses", [r for r in rows if r["delta"] < 0][:top])):
-        lines += ["", f"## {title}", "", f"| query id | baseline | fine-tuned | delta | query |", "|---|---|---|---|---|"]
+        lines += ["", f"## {title}", "", "| query id | baseline | fine-tuned | delta | query |", "|---|---|---|---|---|"]
         for r in chosen:
             text = r["query"].replace("|", "\\|")
             lines.append(f"| {r['query_id']} | {r['baseline']:.3f} | {r['finetuned']:.3f} | {r['delta']:+.3f} | {text} |")

@@ -369,3 +369,33 @@ def create_app(service: SearchService):
         return service.click(body.impression_id, body.doc_id)
 
     return app
+
+
+class BackgroundServer:
+    """The service on a free loopback port in a background thread (tests, benchmarks, simulations)."""
+
+    def __init__(self, service: SearchService, host: str = "127.0.0.1") -> None:
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        self.service = service
+        self.url = f"http://{host}:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="error"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the search service did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self.service.close()
