@@ -36,6 +36,7 @@ def search(
     model: Optional[Path] = typer.Option(None, help="model to embed the query with (default: the serving version's)"),
     ef_search: int = typer.Option(80, help="HNSW search breadth (higher: better recall, slower)"),
     version: Optional[str] = typer.Option(None, help="search this version instead of the serving one"),
+    onnx: Optional[Path] = typer.Option(None, help="embed the query with this ONNX export (int8) of the model"),
 ) -> None:
     """Search the serving index: ids, titles and scores."""
     from embedtune import index
@@ -52,9 +53,15 @@ def search(
                 if serving is None:
                     raise index.IndexError_("no index is serving yet: run `dvc repro` (its reindex stage) first")
                 target = index.get_version(conn, serving)
-            model_dir = model or Path(target.model_path)
-            fingerprint = index.model_fingerprint(model_dir)
-            vector = encode(load_model(model_dir), [query], show_progress=False)[0]
+            if onnx:
+                from embedtune.onnx_export import OnnxEncoder
+
+                encoder = OnnxEncoder(onnx)
+                fingerprint, vector = encoder.fingerprint, encoder.encode([query])[0]
+            else:
+                model_dir = model or Path(target.model_path)
+                fingerprint = index.model_fingerprint(model_dir)
+                vector = encode(load_model(model_dir), [query], show_progress=False)[0]
             used, hits = index.search(conn, vector, model_fingerprint=fingerprint, k=k, ef_search=ef_search,
                                       version=target.version)
     except EmbedtuneError as exc:
@@ -125,6 +132,22 @@ def prune(keep_last: int = typer.Option(3, min=1, help="versions to keep (servin
     except EmbedtuneError as exc:
         _fail(exc)
     typer.echo(f"dropped {len(dropped)} version(s): {', '.join(dropped) or '-'}")
+
+
+@app.command("export-onnx")
+def export_onnx_command(
+    model: Path = typer.Argument(Path("models/finetuned"), help="sentence-transformers model directory"),
+    output: Path = typer.Option(Path("models/finetuned-onnx"), help="export directory"),
+    quantize: bool = typer.Option(True, help="also write an int8 dynamically quantized model"),
+) -> None:
+    """Export a model to ONNX (fp32 and int8) for fast CPU inference; `search --onnx` and the service use it."""
+    from embedtune.onnx_export import export_onnx
+
+    try:
+        meta = export_onnx(model, output, quantize=quantize)
+    except EmbedtuneError as exc:
+        _fail(exc)
+    typer.echo(f"exported {model} -> {output}: {', '.join(meta['files'])}")
 
 
 @app.command("load")

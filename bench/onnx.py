@@ -1,0 +1,63 @@
+"""ONNX export of the fine-tuned model: encode speed and retrieval quality beside the PyTorch model.
+
+Exports models/finetuned to models/finetuned-onnx (fp32 and int8), then encodes the prepared corpus and the
+test queries with PyTorch fp32, PyTorch bf16 autocast, ONNX fp32 and ONNX int8, and prints encode seconds,
+ndcg@10 / recall@10 and the mean cosine to the PyTorch fp32 vectors. Run after `dvc repro`:
+
+    python bench/onnx.py [--output metrics/onnx.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from embedtune.data import read_corpus, read_qrels, read_queries
+from embedtune.embeddings import encode
+from embedtune.evaluation import per_query_metrics, search, summarize
+from embedtune.models import load_model
+from embedtune.onnx_export import OnnxEncoder, export_onnx
+from embedtune.stage import offline_environment
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=Path("models/finetuned"))
+    parser.add_argument("--export", type=Path, default=Path("models/finetuned-onnx"))
+    parser.add_argument("--output", type=Path)
+    args = parser.parse_args()
+    offline_environment()
+    export_onnx(args.model, args.export)
+    corpus = read_corpus(Path("data/prepared/corpus.jsonl"))
+    queries = read_queries(Path("data/prepared/queries.jsonl"))
+    qrels = read_qrels(Path("data/split/test.tsv"), corpus, queries)
+    qids, ids = sorted(qrels), list(corpus)
+    texts, qtexts = [d.full_text for d in corpus.values()], [queries[q].text for q in qids]
+    model = load_model(args.model)
+    encoders = {
+        "pytorch fp32": lambda t: encode(model, t, precision="fp32", show_progress=False),
+        "pytorch bf16": lambda t: encode(model, t, precision="bf16", show_progress=False),
+        "onnx fp32": OnnxEncoder(args.export, quantized=False).encode,
+        "onnx int8": OnnxEncoder(args.export, quantized=True).encode,
+    }
+    rows, reference = [], None
+    for name, fn in encoders.items():
+        started = time.perf_counter()
+        vectors = fn(texts)
+        seconds = time.perf_counter() - started
+        summary = summarize(per_query_metrics(qrels, search(qids, fn(qtexts), ids, vectors, top_k=100)))
+        reference = vectors if reference is None else reference
+        rows.append({"encoder": name, "encode_s": round(seconds, 1), "ndcg@10": summary["ndcg@10"],
+                     "recall@10": summary["recall@10"],
+                     "cosine_to_fp32": round(float(np.mean(np.sum(vectors * reference, axis=1))), 5)})
+        print(json.dumps(rows[-1]), flush=True)
+    if args.output:
+        args.output.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
