@@ -199,3 +199,18 @@ def test_search_page_in_a_real_browser(db_url: str, versions) -> None:
         server.stop()
     with index.connect(db_url) as conn:
         assert conn.execute("SELECT doc_id, rank FROM embedtune_clicks").fetchall() == [(first_id, 1)]
+
+
+def test_serving_with_an_onnx_export(db_url: str, versions, models, tmp_path: Path) -> None:
+    from embedtune.onnx_export import export_onnx
+
+    export_onnx(models["base"], tmp_path / "onnx")
+    server = BackgroundServer(SearchService(db_url, Experiment("onnx"), onnx={"control": tmp_path / "onnx"}))
+    try:
+        body = requests.get(f"{server.url}/search", params={"q": "vitamin D and bone density", "k": 3}).json()
+        assert len(body["results"]) == 3
+    finally:
+        server.stop()
+    export_onnx(models["perturbed"], tmp_path / "other")  # an export of another model is refused
+    with pytest.raises(index.FingerprintMismatch):
+        SearchService(db_url, Experiment("onnx2"), onnx={"control": tmp_path / "other"})

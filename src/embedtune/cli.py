@@ -186,6 +186,7 @@ def serve(
     treatment: Optional[str] = typer.Option(None, help="treatment version (bucket / interleave)"),
     share: float = typer.Option(0.5, help="bucket mode: share of users in the treatment arm"),
     ef_search: int = typer.Option(80),
+    onnx: Optional[Path] = typer.Option(None, help="embed control-arm queries with this ONNX export (int8)"),
 ) -> None:
     """Run the HTTP search service (GET /search, POST /click, a search page at /, OpenAPI at /docs)."""
     import uvicorn
@@ -195,7 +196,7 @@ def serve(
 
     try:
         service = SearchService(index.database_url(), Experiment(experiment, mode, control, treatment, share),
-                                ef_search=ef_search)
+                                ef_search=ef_search, onnx={"control": onnx} if onnx else None)
     except EmbedtuneError as exc:
         _fail(exc)
     typer.echo(f"serving experiment {experiment!r} ({mode}): " +

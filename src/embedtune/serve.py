@@ -113,13 +113,14 @@ class Arm:
     name: str
     version: str
     fingerprint: str
-    model: Any
+    embed: Any  # callable: list of texts -> unit vectors (PyTorch model or ONNX export)
 
 
 class SearchService:
     """The service's logic, independent of HTTP (the FastAPI app is a thin layer over it)."""
 
-    def __init__(self, url: str, experiment: Experiment, *, ef_search: int = 80, pool_size: int = 8) -> None:
+    def __init__(self, url: str, experiment: Experiment, *, ef_search: int = 80, pool_size: int = 8,
+                 onnx: dict[str, Path] | None = None) -> None:
         from psycopg_pool import ConnectionPool
         from pgvector.psycopg import register_vector
 
@@ -151,15 +152,25 @@ class SearchService:
         self.ef_search = ef_search
         self.arms: dict[str, Arm] = {}
         models: dict[str, Any] = {}
+        from embedtune.embeddings import encode
+
         for name, version in versions.items():
-            fingerprint = index.model_fingerprint(Path(version.model_path))
+            if onnx and name in onnx:
+                from embedtune.onnx_export import OnnxEncoder
+
+                encoder = OnnxEncoder(onnx[name])
+                source, fingerprint, embed = str(onnx[name]), encoder.fingerprint, encoder.encode
+            else:
+                source, fingerprint = version.model_path, index.model_fingerprint(Path(version.model_path))
+                if version.model_path not in models:
+                    models[version.model_path] = load_model(version.model_path)
+                model = models[version.model_path]
+                embed = lambda texts, model=model: encode(model, texts, show_progress=False)  # noqa: E731
             if fingerprint != version.fingerprint:
                 raise index.FingerprintMismatch(
-                    f"the model at {version.model_path} (fingerprint {fingerprint[:16]}) is not the model index "
+                    f"the model at {source} (fingerprint {fingerprint[:16]}) is not the model index "
                     f"{version.version} was built with ({version.fingerprint[:16]})")
-            if version.model_path not in models:
-                models[version.model_path] = load_model(version.model_path)
-            self.arms[name] = Arm(name, version.version, fingerprint, models[version.model_path])
+            self.arms[name] = Arm(name, version.version, fingerprint, embed)
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
                                    configure=register_vector, open=True)
 
@@ -169,9 +180,7 @@ class SearchService:
     # --- requests ---------------------------------------------------------------------------------------------
 
     def _ranking(self, conn, arm: Arm, query: str, k: int) -> list[index.Hit]:
-        from embedtune.embeddings import encode
-
-        vector = encode(arm.model, [query], show_progress=False)[0]
+        vector = arm.embed([query])[0]
         _, hits = index.search(conn, vector, model_fingerprint=arm.fingerprint, k=k, ef_search=self.ef_search,
                                version=arm.version)
         return hits
