@@ -1,4 +1,4 @@
-"""split: leakage-safe train/test qrels (source split kept when present, else seeded split by query)."""
+"""split: leakage-safe train/test (and optional dev) qrels (source split kept when present, else seeded split by query)."""
 
 import argparse
 from pathlib import Path
@@ -24,10 +24,12 @@ def main() -> None:
         use_source_split=get(params, "split.use_source_split"),
         leakage_policy=get(params, "split.leakage_policy"),
         min_train_pairs=min_pairs,
+        dev_fraction=get(params, "split.dev_fraction"),
     )
     with atomic_directory(args.output) as staging:
         write_qrels(staging / "train.tsv", result.train)
         write_qrels(staging / "test.tsv", result.test)
+        write_qrels(staging / "dev.tsv", result.dev)  # empty (header only) when split.dev_fraction is 0
     write_json_atomic(args.metrics, result.stats)
     if not result.train:
         warn_loudly("no labelled training pairs: training will use synthetic queries only (synthetic.enabled) "

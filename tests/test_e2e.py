@@ -80,7 +80,7 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     # evaluation-only parameter, through Hydra composition with a group switch
     out = sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50"], root, env)
     # reindex reruns only because the gate's input (the comparison) changed, and finds the model loaded already
-    assert {"baseline", "evaluate"} <= ran(out) <= {"baseline", "evaluate", "reindex"}
+    assert {"baseline", "evaluate", "evaluate_dev"} <= ran(out) <= {"baseline", "evaluate", "evaluate_dev", "reindex"}
     if "reindex" in ran(out):
         assert _metrics(root, "reindex.json")["created"] is False
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -89,7 +89,7 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     # training parameter: train, re-embed, evaluate; nothing upstream
     out = sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50",
                "-Strain.learning_rate=3e-5"], root, env)
-    assert ran(out) == {"train", "embed_finetuned", "evaluate", "reindex"}
+    assert ran(out) == {"train", "embed_finetuned", "evaluate", "evaluate_dev", "reindex"}
     assert _metrics(root, "reindex.json")["created"] is True  # a new model is a new index version
 
 

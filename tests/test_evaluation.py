@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from embedtune.evaluation import compare, per_query_metrics, search, summarize
+from embedtune.evaluation import compare, dev_summary, per_query_metrics, search, summarize
 
 
 def test_metrics_match_hand_computation() -> None:
@@ -48,3 +48,12 @@ def test_compare_counts_wins_losses_and_tests_significance() -> None:
     assert result["metrics"]["ndcg@10"]["delta"] == pytest.approx((25 * 0.2 - 3 * 0.1) / 30, abs=1e-4)
     assert result["metrics"]["ndcg@10"]["relative_delta"] == pytest.approx(result["metrics"]["ndcg@10"]["delta"] / 0.5, abs=1e-3)
     assert result["paired_t_test_p"] < 0.001
+
+
+def test_dev_summary_reports_base_finetuned_and_delta() -> None:
+    base = {"q1": {m: 0.5 for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100")}}
+    tuned = {"q1": {m: 0.75 for m in base["q1"]}}
+    report = dev_summary(base, tuned)
+    assert report["queries"] == 1 and report["delta"]["ndcg@10"] == 0.25
+    assert report["base"]["mrr@10"] == 0.5 and report["finetuned"]["mrr@10"] == 0.75
+    assert dev_summary({}, {}) == {"queries": 0}

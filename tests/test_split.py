@@ -59,3 +59,23 @@ def test_bad_split_params() -> None:
     with pytest.raises(ConfigError, match="leakage_policy"):
         split_queries(_dataset({"train": [0, 1]}), test_fraction=0.5, seed=0, near_duplicate_threshold=0.7,
                       leakage_policy="ignore")
+
+
+def test_dev_split_is_carved_from_training_queries_only() -> None:
+    for seed in range(20):
+        result = split_queries(_dataset({"train": [0, 1, 2, 3, 4], "test": [5]}), test_fraction=0.2, seed=seed,
+                               near_duplicate_threshold=0.7, leakage_policy="report", dev_fraction=0.4)
+        assert set(result.test) == {"q5"}  # the test split is never touched
+        assert result.dev and not set(result.dev) & set(result.train)
+        assert set(result.dev) | set(result.train) == {"q0", "q1", "q2", "q3", "q4"}
+        assert {"q0", "q1"} <= set(result.train) or {"q0", "q1"} <= set(result.dev)  # near-duplicates together
+        assert result.stats["dev_queries"] == len(result.dev) and result.stats["train_queries"] == len(result.train)
+    runs = [split_queries(_dataset({"train": [0, 2, 3, 4], "test": [5]}), test_fraction=0.2, seed=7,
+                          near_duplicate_threshold=0.7, dev_fraction=0.25).dev for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0]) == 1
+    none = split_queries(_dataset({"train": [0, 2, 3, 4], "test": [5]}), test_fraction=0.2, seed=7,
+                         near_duplicate_threshold=0.7)
+    assert none.dev == {} and none.stats["dev_queries"] == 0
+    with pytest.raises(ConfigError, match="dev_fraction"):
+        split_queries(_dataset({"train": [0, 1]}), test_fraction=0.5, seed=0, near_duplicate_threshold=0.7,
+                      dev_fraction=1.0)

@@ -142,3 +142,19 @@ def evaluate_model(
                      show_progress=False)
     run = search(query_ids, vectors, corpus_ids, corpus_vectors, top_k=top_k)
     return per_query_metrics(qrels, run), run
+
+
+def dev_summary(
+    baseline: Mapping[str, Mapping[str, float]],
+    finetuned: Mapping[str, Mapping[str, float]],
+) -> dict:
+    """Base and fine-tuned means on the dev split (carved from the training queries) and their difference.
+
+    This is what experiments are compared on: choosing a setting by its test score would tune on the test set.
+    An empty dev split (``split.dev_fraction: 0``) gives ``{"queries": 0}``.
+    """
+    if not finetuned:
+        return {"queries": 0}
+    base, tuned = summarize(baseline), summarize(finetuned)
+    return {"queries": len(finetuned), "base": base, "finetuned": tuned,
+            "delta": {m: round(tuned[m] - base[m], 5) for m in METRICS}}

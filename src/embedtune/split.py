@@ -5,6 +5,8 @@
 * Otherwise queries are split *by query*, seeded, with near-duplicate queries kept together.
 * Either way, no query and no near-duplicate of a query ends up on both sides. With a source split the test
   side is never touched: leaking training queries are dropped (or only reported, if asked), and counted.
+* Optionally a *dev* split is carved from the training queries (``dev_fraction``; near-duplicate training
+  queries stay together): experiments are compared on it, so choosing a setting never looks at the test split.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ LEAKAGE_POLICIES = ("drop", "report")
 class SplitResult:
     train: Qrels
     test: Qrels
+    dev: Qrels = field(default_factory=dict)
     stats: dict[str, object] = field(default_factory=dict)
 
 
@@ -53,12 +56,15 @@ def split_queries(
     use_source_split: bool = True,
     leakage_policy: str = "drop",
     min_train_pairs: int = 500,
+    dev_fraction: float = 0.0,
 ) -> SplitResult:
     """Split the dataset's judged queries into train and test qrels."""
     if leakage_policy not in LEAKAGE_POLICIES:
         raise ConfigError(f"split.leakage_policy must be one of {LEAKAGE_POLICIES}, got {leakage_policy!r}")
     if not 0.0 < test_fraction < 1.0:
         raise ConfigError(f"split.test_fraction must be between 0 and 1, got {test_fraction}")
+    if not 0.0 <= dev_fraction < 1.0:
+        raise ConfigError(f"split.dev_fraction must be at least 0 and below 1, got {dev_fraction}")
     stats: dict[str, object] = {}
     qids = sorted({q for qrels in dataset.qrels.values() for q in _judged(qrels)})
     texts = [dataset.queries[q].text for q in qids]
@@ -104,6 +110,11 @@ def split_queries(
         stats["train_queries_dropped_for_leakage"] = 0
         stats["near_duplicate_query_groups"] = sum(1 for m in members.values() if len(m) > 1)
 
+    dev: Qrels = {}
+    if dev_fraction > 0 and train:
+        train, dev = _carve_dev(train, qids, pairs, dev_fraction, seed)
+    stats["dev_queries"] = len(dev)
+    stats["dev_pairs"] = count_pairs(dev)
     stats["train_queries"] = len(train)
     stats["test_queries"] = len(test)
     stats["train_pairs"] = count_pairs(train)
@@ -113,4 +124,24 @@ def split_queries(
     stats["low_train_pairs"] = stats["train_pairs"] < min_train_pairs
     if not test:
         raise InputError("the split left no test queries: the dataset needs more judged queries")
-    return SplitResult(train=train, test=test, stats=stats)
+    return SplitResult(train=train, test=test, dev=dev, stats=stats)
+
+
+def _carve_dev(
+    train: Qrels, qids: list[str], pairs: list[tuple[int, int, float]], fraction: float, seed: int,
+) -> tuple[Qrels, Qrels]:
+    """Move a seeded ``fraction`` of the training queries to a dev split, near-duplicate groups kept whole."""
+    groups = group_pairs(len(qids), pairs)
+    members: dict[int, list[str]] = {}
+    for i, q in enumerate(qids):
+        if q in train:
+            members.setdefault(int(groups[i]), []).append(q)
+    order = sorted(members)
+    random.Random(seed + 1).shuffle(order)  # independent of the test split's shuffle
+    target = max(1, round(fraction * len(train)))
+    dev_ids: set[str] = set()
+    for root in order:
+        if len(dev_ids) >= target:
+            break
+        dev_ids.update(members[root])
+    return ({q: d for q, d in train.items() if q not in dev_ids}, {q: d for q, d in train.items() if q in dev_ids})
