@@ -6,6 +6,7 @@ time, throughput, and the ratio to this machine's arithmetic floor. Writes `metr
 (`repro_s`, `encode_corpus_s`, `train_step_s`, `noop_repro_s`, `stages`). Usage:
 
     python bench/pipeline.py [-S encode.precision=bf16 ...] [--output metrics/bench.json]
+    python bench/pipeline.py --in-place   # `dvc repro --force` in this checkout: updates dvc.lock and metrics/
 
 Floor: all-MiniLM-L6-v2 costs about 21 MFLOP per token forward (about 3x that for a training step:
 forward + backward); this 2-core AVX-512 machine peaks near 190 GFLOP/s in fp32 and twice that in bf16.
@@ -14,6 +15,7 @@ forward + backward); this 2-core AVX-512 machine peaks near 190 GFLOP/s in fp32 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -66,16 +68,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-S", dest="overrides", action="append", default=[], help="Hydra override (repeatable)")
     parser.add_argument("--output", type=Path, default=REPO / "metrics" / "bench.json")
+    parser.add_argument("--in-place", action="store_true",
+                        help="run `dvc repro --force` (every stage recomputed) in this checkout instead of a copy")
     args = parser.parse_args()
+    if args.in_place and args.overrides:
+        parser.error("-S overrides need a copy; edit conf/ and run `python -m embedtune.config` instead")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
-    with tempfile.TemporaryDirectory(prefix="embedtune-bench-") as tmp:
-        root = _copy_repo(Path(tmp))
-        if args.overrides:
-            subprocess.run([sys.executable, "-m", "embedtune.config", *args.overrides], cwd=root, env=env, check=True)
-        subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    with contextlib.ExitStack() as stack:
+        if args.in_place:
+            root = REPO
+        else:
+            root = _copy_repo(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="embedtune-bench-"))))
+            if args.overrides:
+                subprocess.run([sys.executable, "-m", "embedtune.config", *args.overrides], cwd=root, env=env,
+                               check=True)
+            subprocess.run(["git", "init", "-q"], cwd=root, check=True)
         started = time.perf_counter()
-        run = subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True)
+        run = subprocess.run(["dvc", "repro", *(["--force"] if args.in_place else [])], cwd=root, env=env,
+                             capture_output=True, text=True)
         repro_s = time.perf_counter() - started
         if run.returncode != 0:
             sys.exit(f"dvc repro failed:\n{(run.stdout + run.stderr)[-4000:]}")
