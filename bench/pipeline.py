@@ -86,10 +86,10 @@ def main() -> None:
             subprocess.run(["git", "init", "-q"], cwd=root, check=True)
         started = time.perf_counter()
         run = subprocess.run(["dvc", "repro", *(["--force"] if args.in_place else [])], cwd=root, env=env,
-                             capture_output=True, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # one stream: keeps order
         repro_s = time.perf_counter() - started
         if run.returncode != 0:
-            sys.exit(f"dvc repro failed:\n{(run.stdout + run.stderr)[-4000:]}")
+            sys.exit(f"dvc repro failed:\n{run.stdout[-4000:]}")
         started = time.perf_counter()
         subprocess.run(["dvc", "repro"], cwd=root, env=env, capture_output=True, text=True, check=True)
         noop_s = time.perf_counter() - started
@@ -97,7 +97,7 @@ def main() -> None:
         import yaml
 
         params = yaml.safe_load((root / "params.yaml").read_text())
-        stages = _stage_times(run.stdout + run.stderr)
+        stages = _stage_times(run.stdout)
         base_meta = json.loads((root / "data/embeddings/base/meta.json").read_text())
         train_meta = json.loads((root / "models/finetuned/embedtune.json").read_text())["training_metrics"]
         precision = base_meta["precision"]
