@@ -26,8 +26,8 @@ def main() -> None:
     params = load_params()
     queries = read_queries(args.queries)
     texts = {q: v.text for q, v in queries.items()}
-    settings = dict(top_k=get(params, "evaluate.top_k"), batch_size=get(params, "encode.batch_size"),
-                    precision=get(params, "encode.precision"))
+    settings = {"top_k": get(params, "evaluate.top_k"), "batch_size": get(params, "encode.batch_size"),
+                "precision": get(params, "encode.precision")}
     per_model = {}
     for name, model_spec, embeddings in (
         ("base", get(params, "model.base"), args.base_embeddings),

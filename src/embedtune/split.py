@@ -69,7 +69,6 @@ def split_queries(
     qids = sorted({q for qrels in dataset.qrels.values() for q in _judged(qrels)})
     texts = [dataset.queries[q].text for q in qids]
     pairs = near_duplicate_pairs(texts, near_duplicate_threshold, QUERY_SHINGLE_WORDS) if qids else []
-    index = {q: i for i, q in enumerate(qids)}
 
     if use_source_split and "test" in dataset.qrels:
         stats["source_split"] = True
@@ -91,18 +90,7 @@ def split_queries(
             stats["train_queries_dropped_for_leakage"] = 0
     else:
         stats["source_split"] = False
-        groups = group_pairs(len(qids), pairs)
-        members: dict[int, list[str]] = {}
-        for q in qids:
-            members.setdefault(int(groups[index[q]]), []).append(q)
-        order = sorted(members)
-        random.Random(seed).shuffle(order)
-        target = round(test_fraction * len(qids))
-        test_ids: set[str] = set()
-        for root in order:
-            if len(test_ids) >= target:
-                break
-            test_ids.update(members[root])
+        test_ids, members = _take_groups(qids, pairs, set(qids), round(test_fraction * len(qids)), seed)
         all_qrels = _merge(*(_judged(q) for q in dataset.qrels.values()))
         test = {q: all_qrels[q] for q in qids if q in test_ids}
         train = {q: all_qrels[q] for q in qids if q not in test_ids}
@@ -127,21 +115,29 @@ def split_queries(
     return SplitResult(train=train, test=test, dev=dev, stats=stats)
 
 
+def _take_groups(
+    qids: list[str], pairs: list[tuple[int, int, float]], eligible: set[str], target: int, seed: int,
+) -> tuple[set[str], dict[int, list[str]]]:
+    """Whole near-duplicate groups of the ``eligible`` queries, in seeded random order, until ``target``."""
+    groups = group_pairs(len(qids), pairs)
+    members: dict[int, list[str]] = {}
+    for i, q in enumerate(qids):
+        if q in eligible:
+            members.setdefault(int(groups[i]), []).append(q)
+    order = sorted(members)
+    random.Random(seed).shuffle(order)
+    chosen: set[str] = set()
+    for root in order:
+        if len(chosen) >= target:
+            break
+        chosen.update(members[root])
+    return chosen, members
+
+
 def _carve_dev(
     train: Qrels, qids: list[str], pairs: list[tuple[int, int, float]], fraction: float, seed: int,
 ) -> tuple[Qrels, Qrels]:
     """Move a seeded ``fraction`` of the training queries to a dev split, near-duplicate groups kept whole."""
-    groups = group_pairs(len(qids), pairs)
-    members: dict[int, list[str]] = {}
-    for i, q in enumerate(qids):
-        if q in train:
-            members.setdefault(int(groups[i]), []).append(q)
-    order = sorted(members)
-    random.Random(seed + 1).shuffle(order)  # independent of the test split's shuffle
-    target = max(1, round(fraction * len(train)))
-    dev_ids: set[str] = set()
-    for root in order:
-        if len(dev_ids) >= target:
-            break
-        dev_ids.update(members[root])
+    # seed + 1: independent of the test split's shuffle
+    dev_ids, _ = _take_groups(qids, pairs, set(train), max(1, round(fraction * len(train))), seed + 1)
     return ({q: d for q, d in train.items() if q not in dev_ids}, {q: d for q, d in train.items() if q in dev_ids})
