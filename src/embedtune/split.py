@@ -58,7 +58,7 @@ def split_queries(
     min_train_pairs: int = 500,
     dev_fraction: float = 0.0,
 ) -> SplitResult:
-    """Split the dataset's judged queries into train and test qrels."""
+    """Split the dataset's judged queries into train and test (and, with ``dev_fraction``, dev) qrels."""
     if leakage_policy not in LEAKAGE_POLICIES:
         raise ConfigError(f"split.leakage_policy must be one of {LEAKAGE_POLICIES}, got {leakage_policy!r}")
     if not 0.0 < test_fraction < 1.0:
