@@ -7,7 +7,7 @@ than the transformers 5 this project runs on; so the export is done directly: th
 
 The export remembers the fingerprint of the model it came from, so the index guard can accept its query
 vectors for the index built with that model (their cosine to the PyTorch vectors is measured by
-``bench/onnx.py``).
+``bench/onnx_bench.py``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """ONNX export of the fine-tuned model: encode speed and retrieval quality beside the PyTorch model.
 
+Named onnx_bench.py, not onnx.py: run as a script, a file named onnx.py would shadow the onnx package.
+
 Exports models/finetuned to models/finetuned-onnx (fp32 and int8), then encodes the prepared corpus and the
 test queries with PyTorch fp32, PyTorch bf16 autocast, ONNX fp32 and ONNX int8, and prints encode seconds,
 ndcg@10 / recall@10 and the mean cosine to the PyTorch fp32 vectors. Run after `dvc repro`:
 
-    python bench/onnx.py [--output metrics/onnx.json]
+    python bench/onnx_bench.py [--output metrics/onnx.json]
 """
 
 from __future__ import annotations
