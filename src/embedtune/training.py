@@ -35,7 +35,7 @@ CURVES = {"loss", "grad_norm", "learning_rate"}
 class TrainConfig:
     epochs: float = 2
     batch_size: int = 32
-    learning_rate: float = 5e-5
+    learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     loss: str = "mnrl"
@@ -44,6 +44,10 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast where the CPU/GPU has it (fp16 on older GPUs), else fp32
     seed: int = 42
     logging_steps: int = 5
+    # None keeps the base model's own dropout (0.1 for BERT-style models). Attention dropout is the costly one
+    # on CPU: it samples a mask over every (head, query, key) score and forces the unfused attention kernel.
+    attention_dropout: float | None = None
+    hidden_dropout: float | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -56,7 +60,32 @@ class TrainConfig:
             raise ConfigError(f"train.loss must be one of {LOSSES}, got {config.loss!r}")
         if config.batch_size < 2:
             raise ConfigError("train.batch_size must be at least 2 (in-batch negatives need company)")
+        for name in ("attention_dropout", "hidden_dropout"):
+            value = getattr(config, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ConfigError(f"train.{name} must be null (the model's own) or in [0, 1), got {value!r}")
         return config
+
+
+def set_dropout(model, *, attention: float | None, hidden: float | None) -> dict[str, int]:
+    """Override the dropout rates of a loaded model for training; None leaves a kind as the model has it.
+
+    BERT-style attention modules read their rate from their ``dropout`` module (``*.attention.self.dropout``)
+    at call time, so changing the module's ``p`` is enough; every other ``Dropout`` counts as hidden dropout.
+    The saved config keeps the model's published values. Returns how many modules of each kind were set.
+    """
+    import torch
+
+    changed = {"attention": 0, "hidden": 0}
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Dropout):
+            continue
+        kind = "attention" if name.endswith("attention.self.dropout") else "hidden"
+        rate = attention if kind == "attention" else hidden
+        if rate is not None:
+            module.p = float(rate)
+            changed[kind] += 1
+    return changed
 
 
 def build_training_dataset(
@@ -149,6 +178,10 @@ def train_model(
     torch.set_num_threads(os.cpu_count() or 1)
     device = pick_device(device)
     model = load_model(base_model, device=device, max_seq_length=max_seq_length)
+    changed = set_dropout(model, attention=config.attention_dropout, hidden=config.hidden_dropout)
+    if any(changed.values()):
+        log.info("dropout set: attention %s on %d modules, hidden %s on %d modules", config.attention_dropout,
+                 changed["attention"], config.hidden_dropout, changed["hidden"])
     if config.loss == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size)
     else:

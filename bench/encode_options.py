@@ -1,0 +1,134 @@
+"""Where does corpus-encoding time go, and which knobs would buy speed without losing quality?
+
+Three measurements, printed as they finish and written to ``--output`` as JSON:
+
+1. ``peak``: this machine's matmul throughput (fp32 and bf16 GFLOP/s, the 384x1536 shape of the model's
+   feed-forward layers) - the honest floor to compare the encode time with.
+2. ``max_seq_length``: the base model encodes the whole corpus at each length; retrieval quality is scored on
+   the dataset's *training* claims (the base model has not seen them, and the test claims must not steer a
+   default). Shows what truncation costs in quality and what longer inputs cost in time.
+3. ``kernels``: the same 1,000 documents encoded with SDPA or eager attention, with bf16 autocast or with
+   the whole model cast to bf16, and under ``torch.compile``; time of two passes and cosine to fp32.
+
+    python bench/encode_options.py [--lengths 128 192 256 384 512] [--output metrics/encode_options.json]
+
+Run on a quiet machine: anything else on the 2 cores changes the times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from embedtune.data import read_dataset
+from embedtune.embeddings import encode
+from embedtune.evaluation import evaluate_model, summarize
+from embedtune.models import load_model
+from embedtune.stage import offline_environment
+
+
+def matmul_peak() -> dict[str, float]:
+    import torch
+
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(16384, 384, dtype=dtype), torch.randn(384, 1536, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        started, n = time.perf_counter(), 20
+        for _ in range(n):
+            a @ b
+        out[f"{name}_gflops"] = round(2 * 16384 * 384 * 1536 * n / (time.perf_counter() - started) / 1e9, 1)
+    return out
+
+
+def length_sweep(base: str, dataset, lengths: list[int], batch_size: int) -> list[dict]:
+    ids = sorted(dataset.corpus)
+    texts = [dataset.corpus[i].full_text for i in ids]
+    queries = {q: v.text for q, v in dataset.queries.items()}
+    rows = []
+    for length in lengths:
+        model = load_model(base, max_seq_length=length)
+        tokens = sum(min(len(t), length) for t in model.tokenizer(texts, add_special_tokens=True)["input_ids"])
+        started = time.perf_counter()
+        vectors = encode(model, texts, batch_size=batch_size, precision="bf16", show_progress=False)
+        seconds = time.perf_counter() - started
+        per_query, _ = evaluate_model(model, queries, dataset.qrels["train"], ids, vectors, precision="bf16")
+        summary = summarize(per_query)
+        row = {"max_seq_length": length, "tokens": tokens, "encode_s": round(seconds, 1),
+               **{k: round(summary[k], 4) for k in ("ndcg@10", "recall@10", "recall@100", "mrr@10")}}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def kernel_variants(base: str, dataset, max_seq_length: int, batch_size: int, documents: int) -> list[dict]:
+    import torch
+
+    ids = sorted(dataset.corpus)
+    random.Random(0).shuffle(ids)
+    texts = [dataset.corpus[i].full_text for i in ids[:documents]]
+    model = load_model(base, max_seq_length=max_seq_length)
+    reference = encode(model, texts, batch_size=batch_size, precision="fp32", show_progress=False)
+
+    def variant(attention: str, pure_bf16: bool, compiled: bool):
+        m = copy.deepcopy(model)
+        if attention != "sdpa":
+            m[0].auto_model.set_attn_implementation(attention)
+        if pure_bf16:
+            m = m.to(torch.bfloat16)
+        if compiled:
+            m[0].model = torch.compile(m[0].model, dynamic=True)  # auto_model is a read-only alias
+        return m
+
+    rows = []
+    for attention, pure, compiled in (("sdpa", False, False), ("sdpa", True, False), ("eager", False, False),
+                                      ("eager", True, False), ("sdpa", False, True)):
+        m = variant(attention, pure, compiled)
+        passes, vectors = [], None
+        for _ in range(2 + compiled):  # a compiled model's first pass includes compilation
+            started = time.perf_counter()
+            vectors = encode(m, texts, batch_size=batch_size, precision="bf16", show_progress=False)
+            passes.append(round(time.perf_counter() - started, 1))
+        cosine = np.sum(vectors * reference, axis=1)
+        row = {"attention": attention, "weights": "bf16" if pure else "fp32 + autocast", "compiled": compiled,
+               "documents": len(texts), "passes_s": passes, "mean_cosine_to_fp32": round(float(cosine.mean()), 6),
+               "min_cosine_to_fp32": round(float(cosine.min()), 5)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", nargs="+", type=int, default=[128, 192, 256, 384, 512])
+    parser.add_argument("--documents", type=int, default=1000, help="documents for the kernel comparison")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["peak", "max_seq_length", "kernels"])
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+    offline_environment()
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    base, batch_size = params["model"]["base"], params["encode"]["batch_size"]
+    dataset = read_dataset(Path(params["data"]["source"]))
+    results: dict = {}
+    if "peak" not in args.skip:
+        results["peak"] = matmul_peak()
+        print(json.dumps(results["peak"]), flush=True)
+    if "max_seq_length" not in args.skip:
+        results["max_seq_length"] = length_sweep(base, dataset, args.lengths, batch_size)
+    if "kernels" not in args.skip:
+        results["kernels"] = kernel_variants(base, dataset, params["model"]["max_seq_length"], batch_size,
+                                             args.documents)
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

