@@ -35,7 +35,7 @@ CURVES = {"loss", "grad_norm", "learning_rate"}
 class TrainConfig:
     epochs: float = 2
     batch_size: int = 32
-    learning_rate: float = 1e-4
+    learning_rate: float = 2e-4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     loss: str = "mnrl"
