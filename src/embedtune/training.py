@@ -67,24 +67,37 @@ class TrainConfig:
         return config
 
 
-def set_dropout(model, *, attention: float | None, hidden: float | None) -> dict[str, int]:
+def is_attention_dropout(parent: Any) -> bool:
+    """True for the dropout inside a self-attention block (BERT, MiniLM, RoBERTa: ``*SelfAttention``; MPNet
+    too): the one applied to attention probabilities. Every other ``Dropout`` counts as hidden dropout."""
+    return type(parent).__name__.endswith("SelfAttention")
+
+
+def set_dropout(model: Any, *, attention: float | None, hidden: float | None) -> dict[str, int]:
     """Override the dropout rates of a loaded model for training; None leaves a kind as the model has it.
 
-    BERT-style attention modules read their rate from their ``dropout`` module (``*.attention.self.dropout``)
-    at call time, so changing the module's ``p`` is enough; every other ``Dropout`` counts as hidden dropout.
-    The saved config keeps the model's published values. Returns how many modules of each kind were set.
+    Self-attention modules read their rate from their ``dropout`` module at call time (``self.dropout.p``), so
+    changing the module's ``p`` is enough. The saved config keeps the model's published values. Returns how
+    many modules of each kind were set; asking for an attention rate on a model with no recognised
+    self-attention dropout is a ConfigError rather than a silent no-op.
     """
     import torch
 
     changed = {"attention": 0, "hidden": 0}
-    for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Dropout):
-            continue
-        kind = "attention" if name.endswith("attention.self.dropout") else "hidden"
-        rate = attention if kind == "attention" else hidden
-        if rate is not None:
-            module.p = float(rate)
-            changed[kind] += 1
+    for parent in model.modules():
+        for module in parent.children():
+            if not isinstance(module, torch.nn.Dropout):
+                continue
+            kind = "attention" if is_attention_dropout(parent) else "hidden"
+            rate = attention if kind == "attention" else hidden
+            if rate is not None:
+                module.p = float(rate)
+                changed[kind] += 1
+    if attention is not None and not changed["attention"]:
+        raise ConfigError(
+            f"train.attention_dropout={attention}: no self-attention dropout found in this model "
+            f"({type(model).__name__} of {', '.join(sorted({type(m).__name__ for m in model.children()}))}); "
+            "set it to null to keep the model's own attention dropout")
     return changed
 
 
