@@ -75,3 +75,46 @@ def test_dropout_outside_the_unit_interval_is_a_config_error(value: float) -> No
 def test_unknown_train_parameter_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="attention_dropout"):
         TrainConfig.from_params({"attn_dropout": 0.0}, seed=1)
+
+
+@pytest.mark.parametrize(
+    ("examples", "epochs", "max_steps", "expected"),
+    [
+        (795, 2, 150, (50, False)),  # SciFact's default run: under the cap
+        (795, 2, None, (50, False)),
+        (110_000, 2, 150, (150, True)),  # a large domain: capped
+        (110_000, 2, None, (6876, False)),
+        (10, 0.5, 150, (1, False)),  # fractional epochs still take a step
+    ],
+)
+def test_planned_steps_caps_only_runs_longer_than_max_steps(
+    examples: int, epochs: float, max_steps: int | None, expected: tuple[int, bool]
+) -> None:
+    from embedtune.training import planned_steps
+
+    config = TrainConfig.from_params({"epochs": epochs, "max_steps": max_steps}, seed=1)
+    assert planned_steps(examples, config) == expected
+
+
+@pytest.mark.parametrize("value", [0, -5, 2.5, True, "150"])
+def test_max_steps_must_be_a_positive_whole_number_or_null(value: object) -> None:
+    with pytest.raises(ConfigError, match="train.max_steps"):
+        TrainConfig.from_params({"max_steps": value}, seed=1)
+
+
+def test_train_model_stops_at_max_steps(tmp_path) -> None:
+    """The cap reaches the trainer: 12 pairs at batch 2 for 2 epochs would be 12 steps; max_steps=3 stops at 3."""
+    from datasets import Dataset
+
+    from embedtune.training import train_model
+
+    topics = ["aspirin", "insulin", "statins", "vitamin D", "malaria", "measles", "asthma", "sepsis", "gout",
+              "anemia", "rabies", "scurvy"]
+    dataset = Dataset.from_dict({
+        "anchor": [f"does {t} matter?" for t in topics],
+        "positive": [f"A study of {t} and its effects." for t in topics],
+    })
+    config = TrainConfig.from_params({"epochs": 2, "batch_size": 2, "max_steps": 3, "logging_steps": 1}, seed=1)
+    stats = train_model(BASE, dataset, config, tmp_path / "model", tmp_path / "live", max_seq_length=32)
+    assert stats["steps"] == 3 and stats["capped_by_max_steps"] is True
+    assert (tmp_path / "model" / "config.json").is_file()

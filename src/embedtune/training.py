@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,10 @@ class TrainConfig:
     # on CPU: it samples a mask over every (head, query, key) score and forces the unfused attention kernel.
     attention_dropout: float | None = None
     hidden_dropout: float | None = None
+    # A budget, not a quality knob: a domain with many labelled pairs would otherwise train for hours on a CPU
+    # (2 epochs of 110k pairs at batch 32 is ~7,000 steps). 150 steps of 32 is ~30 min here on 256-token
+    # documents; SciFact needs 50. None trains every epoch in full.
+    max_steps: int | None = 150
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -60,11 +65,26 @@ class TrainConfig:
             raise ConfigError(f"train.loss must be one of {LOSSES}, got {config.loss!r}")
         if config.batch_size < 2:
             raise ConfigError("train.batch_size must be at least 2 (in-batch negatives need company)")
+        if config.max_steps is not None and (isinstance(config.max_steps, bool) or not isinstance(config.max_steps, int)
+                                             or config.max_steps < 1):
+            raise ConfigError(f"train.max_steps must be null (no cap) or a whole number >= 1, got {config.max_steps!r}")
         for name in ("attention_dropout", "hidden_dropout"):
             value = getattr(config, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"train.{name} must be null (the model's own) or in [0, 1), got {value!r}")
         return config
+
+
+def planned_steps(num_examples: int, config: TrainConfig) -> tuple[int, bool]:
+    """Optimizer steps the run will take, and whether ``max_steps`` cut it short of ``epochs`` full epochs.
+
+    One step per batch (the last one may be smaller), ``epochs`` may be fractional as in transformers.
+    """
+    per_epoch = max(1, math.ceil(num_examples / config.batch_size))
+    full = max(1, math.ceil(per_epoch * config.epochs))
+    if config.max_steps is not None and config.max_steps < full:
+        return config.max_steps, True
+    return full, False
 
 
 def is_attention_dropout(parent: Any) -> bool:
@@ -200,10 +220,16 @@ def train_model(
     else:
         loss = MultipleNegativesRankingLoss(model, scale=config.scale)
 
+    steps, capped = planned_steps(len(dataset), config)
+    if capped:
+        log.warning("train.max_steps=%d: training on about %d of %d examples x %s epochs (%d steps would be a "
+                    "full run); raise or null train.max_steps to use them all", steps, steps * config.batch_size,
+                    len(dataset), config.epochs, planned_steps(len(dataset), replace(config, max_steps=None))[0])
     checkpoints = output_dir.parent / f".{output_dir.name}.checkpoints"
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
+        max_steps=steps if capped else -1,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         warmup_steps=config.warmup_ratio,
@@ -237,6 +263,7 @@ def train_model(
     return {
         "train_seconds": round(seconds, 1),
         "steps": int(result.global_step),
+        "capped_by_max_steps": capped,
         "examples": len(dataset),
         "final_loss": round(float(history[-1]["loss"]), 5) if history else None,
         "mean_loss": round(float(result.training_loss), 5),
