@@ -9,8 +9,11 @@ Three measurements, printed as they finish and written to ``--output`` as JSON:
    default). Shows what truncation costs in quality and what longer inputs cost in time.
 3. ``kernels``: the same 1,000 documents encoded with SDPA or eager attention, with bf16 autocast or with
    the whole model cast to bf16, and under ``torch.compile``; time of two passes and cosine to fp32.
+4. ``batch_size``: the same documents encoded (bf16) at several batch sizes, interleaved rounds, median each.
+   Small batches keep a layer's activations in the CPU cache; large ones give the matmuls bigger blocks.
 
-    python bench/encode_options.py [--lengths 128 192 256 384 512] [--output metrics/encode_options.json]
+    python bench/encode_options.py [--lengths 128 192 256 384 512] [--batch-sizes 8 16 32 64 128]
+                                   [--output metrics/encode_options.json]
 
 Run on a quiet machine: anything else on the 2 cores changes the times.
 """
@@ -106,11 +109,38 @@ def kernel_variants(base: str, dataset, max_seq_length: int, batch_size: int, do
     return rows
 
 
+def batch_size_sweep(base: str, dataset, max_seq_length: int, batch_sizes: list[int], documents: int,
+                     rounds: int = 4) -> list[dict]:
+    """Rounds of one pass per batch size, order reversed every other round, median per size: this VM's speed
+    drifts by 10-30% within minutes, which a sequential sweep would read as a batch-size effect."""
+    ids = sorted(dataset.corpus)
+    random.Random(0).shuffle(ids)
+    texts = [dataset.corpus[i].full_text for i in ids[:documents]]
+    model = load_model(base, max_seq_length=max_seq_length)
+    tokens = sum(min(len(t), max_seq_length) for t in model.tokenizer(texts, add_special_tokens=True)["input_ids"])
+    encode(model, texts[:64], batch_size=64, precision="bf16", show_progress=False)  # warm-up
+    passes: dict[int, list[float]] = {b: [] for b in batch_sizes}
+    for r in range(rounds):
+        for batch_size in batch_sizes if r % 2 == 0 else batch_sizes[::-1]:
+            started = time.perf_counter()
+            encode(model, texts, batch_size=batch_size, precision="bf16", show_progress=False)
+            passes[batch_size].append(round(time.perf_counter() - started, 1))
+    rows = []
+    for batch_size, seconds in passes.items():
+        median = float(np.median(seconds))
+        row = {"batch_size": batch_size, "documents": len(texts), "passes_s": seconds, "median_s": median,
+               "tokens_per_s": round(tokens / median)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", nargs="+", type=int, default=[128, 192, 256, 384, 512])
     parser.add_argument("--documents", type=int, default=1000, help="documents for the kernel comparison")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["peak", "max_seq_length", "kernels"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 16, 32, 64, 128])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["peak", "max_seq_length", "kernels", "batch_size"])
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     offline_environment()
@@ -126,6 +156,9 @@ def main() -> None:
     if "kernels" not in args.skip:
         results["kernels"] = kernel_variants(base, dataset, params["model"]["max_seq_length"], batch_size,
                                              args.documents)
+    if "batch_size" not in args.skip:
+        results["batch_size"] = batch_size_sweep(base, dataset, params["model"]["max_seq_length"], args.batch_sizes,
+                                                 args.documents)
     if args.output:
         args.output.write_text(json.dumps(results, indent=2) + "\n")
 
