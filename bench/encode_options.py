@@ -52,6 +52,18 @@ def matmul_peak() -> dict[str, float]:
     return out
 
 
+def sample_texts(dataset, documents: int) -> list[str]:
+    """The same seeded random sample of the corpus for every comparison that uses one."""
+    ids = sorted(dataset.corpus)
+    random.Random(0).shuffle(ids)
+    return [dataset.corpus[i].full_text for i in ids[:documents]]
+
+
+def count_tokens(model, texts: list[str], max_seq_length: int) -> int:
+    """Tokens the model actually reads (special tokens included, truncated at ``max_seq_length``)."""
+    return sum(min(len(t), max_seq_length) for t in model.tokenizer(texts, add_special_tokens=True)["input_ids"])
+
+
 def length_sweep(base: str, dataset, lengths: list[int], batch_size: int) -> list[dict]:
     ids = sorted(dataset.corpus)
     texts = [dataset.corpus[i].full_text for i in ids]
@@ -59,7 +71,7 @@ def length_sweep(base: str, dataset, lengths: list[int], batch_size: int) -> lis
     rows = []
     for length in lengths:
         model = load_model(base, max_seq_length=length)
-        tokens = sum(min(len(t), length) for t in model.tokenizer(texts, add_special_tokens=True)["input_ids"])
+        tokens = count_tokens(model, texts, length)
         started = time.perf_counter()
         vectors = encode(model, texts, batch_size=batch_size, precision="bf16", show_progress=False)
         seconds = time.perf_counter() - started
@@ -75,9 +87,7 @@ def length_sweep(base: str, dataset, lengths: list[int], batch_size: int) -> lis
 def kernel_variants(base: str, dataset, max_seq_length: int, batch_size: int, documents: int) -> list[dict]:
     import torch
 
-    ids = sorted(dataset.corpus)
-    random.Random(0).shuffle(ids)
-    texts = [dataset.corpus[i].full_text for i in ids[:documents]]
+    texts = sample_texts(dataset, documents)
     model = load_model(base, max_seq_length=max_seq_length)
     reference = encode(model, texts, batch_size=batch_size, precision="fp32", show_progress=False)
 
@@ -113,11 +123,9 @@ def batch_size_sweep(base: str, dataset, max_seq_length: int, batch_sizes: list[
                      rounds: int = 4) -> list[dict]:
     """Rounds of one pass per batch size, order reversed every other round, median per size: this VM's speed
     drifts by 10-30% within minutes, which a sequential sweep would read as a batch-size effect."""
-    ids = sorted(dataset.corpus)
-    random.Random(0).shuffle(ids)
-    texts = [dataset.corpus[i].full_text for i in ids[:documents]]
+    texts = sample_texts(dataset, documents)
     model = load_model(base, max_seq_length=max_seq_length)
-    tokens = sum(min(len(t), max_seq_length) for t in model.tokenizer(texts, add_special_tokens=True)["input_ids"])
+    tokens = count_tokens(model, texts, max_seq_length)
     encode(model, texts[:64], batch_size=64, precision="bf16", show_progress=False)  # warm-up
     passes: dict[int, list[float]] = {b: [] for b in batch_sizes}
     for r in range(rounds):
@@ -138,7 +146,7 @@ def batch_size_sweep(base: str, dataset, max_seq_length: int, batch_sizes: list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", nargs="+", type=int, default=[128, 192, 256, 384, 512])
-    parser.add_argument("--documents", type=int, default=1000, help="documents for the kernel comparison")
+    parser.add_argument("--documents", type=int, default=1000, help="documents for the kernel and batch-size comparisons")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 16, 32, 64, 128])
     parser.add_argument("--skip", nargs="*", default=[], choices=["peak", "max_seq_length", "kernels", "batch_size"])
     parser.add_argument("--output", type=Path, default=None)
