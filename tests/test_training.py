@@ -118,3 +118,36 @@ def test_train_model_stops_at_max_steps(tmp_path) -> None:
     stats = train_model(BASE, dataset, config, tmp_path / "model", tmp_path / "live", max_seq_length=32)
     assert stats["steps"] == 3 and stats["capped_by_max_steps"] is True
     assert (tmp_path / "model" / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"directions": ["doc_to_query"]}, "train.directions"),  # the query_to_doc term is the task itself
+        ({"directions": ["query_to_doc", "doc_to_passage"]}, "train.directions"),
+        ({"directions": ["query_to_doc", "doc_to_doc"], "partition_mode": "per_direction"}, "train.partition_mode"),
+        ({"partition_mode": "separate"}, "train.partition_mode"),
+        ({"hardness_mode": "hardest"}, "train.hardness_mode"),
+        ({"hardness_mode": "hard_negatives"}, "hardness_strength 0"),  # a mode that would do nothing
+        ({"hardness_strength": -1}, "train.hardness_strength"),
+    ],
+)
+def test_invalid_loss_terms_are_config_errors(params: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.from_params(params, seed=1)
+
+
+@pytest.mark.parametrize("loss", ["mnrl", "cached_mnrl"])
+def test_loss_terms_reach_the_loss(loss: str) -> None:
+    """What params.yaml says is what the loss computes: the YAML list becomes the loss's directions."""
+    from embedtune.training import build_loss
+
+    config = TrainConfig.from_params({"loss": loss, "directions": ["query_to_doc", "doc_to_query"],
+                                      "partition_mode": "per_direction", "hardness_mode": "hard_negatives",
+                                      "hardness_strength": 5}, seed=1)
+    built = build_loss(load_model(BASE), config)
+    assert built.directions == ("query_to_doc", "doc_to_query")
+    assert built.partition_mode == "per_direction"
+    assert (built.hardness_mode, built.hardness_strength) == ("hard_negatives", 5.0)
+    default = build_loss(load_model(BASE), TrainConfig.from_params({}, seed=1))
+    assert default.directions == ("query_to_doc",) and default.hardness_mode is None

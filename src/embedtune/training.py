@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LOSSES = ("mnrl", "cached_mnrl")
+# The similarity terms an MNRL softmax can contrast (sentence-transformers' ``directions``): query_to_doc is the
+# classic InfoNCE term; adding doc_to_query makes it symmetric; all four is GTE's "improved contrastive loss".
+DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
+PARTITION_MODES = ("joint", "per_direction")
+# Hardness weighting adds strength * stop_grad(cos_sim) to negative logits, so harder negatives weigh more.
+HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
 CURVES = {"loss", "grad_norm", "learning_rate"}
 
 
@@ -53,6 +59,10 @@ class TrainConfig:
     # (2 epochs of 110k pairs at batch 32 is ~7,000 steps). 150 steps of 32 is ~30 min here on 256-token
     # documents; SciFact needs 50. None trains every epoch in full.
     max_steps: int | None = 150
+    directions: tuple[str, ...] = ("query_to_doc",)
+    partition_mode: str = "joint"
+    hardness_mode: str | None = None  # None: plain MNRL
+    hardness_strength: float = 0.0
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -60,7 +70,12 @@ class TrainConfig:
         unknown = set(params) - known
         if unknown:
             raise ConfigError(f"unknown train parameter(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        config = cls(**{**params, "seed": params.get("seed", seed)})
+        values = {**params, "seed": params.get("seed", seed)}
+        if isinstance(values.get("directions"), str):
+            values["directions"] = [values["directions"]]
+        if "directions" in values:
+            values["directions"] = tuple(values["directions"] or ())
+        config = cls(**values)
         if config.loss not in LOSSES:
             raise ConfigError(f"train.loss must be one of {LOSSES}, got {config.loss!r}")
         if config.batch_size < 2:
@@ -72,7 +87,27 @@ class TrainConfig:
             value = getattr(config, name)
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"train.{name} must be null (the model's own) or in [0, 1), got {value!r}")
+        config._check_loss_terms()
         return config
+
+    def _check_loss_terms(self) -> None:
+        unknown = [d for d in self.directions if d not in DIRECTIONS]
+        if unknown or "query_to_doc" not in self.directions:
+            raise ConfigError(f"train.directions must include query_to_doc and may add {DIRECTIONS[1:]}, "
+                              f"got {list(self.directions)!r}")
+        if self.partition_mode not in PARTITION_MODES:
+            raise ConfigError(f"train.partition_mode must be one of {PARTITION_MODES}, got {self.partition_mode!r}")
+        if self.partition_mode == "per_direction" and {"query_to_query", "doc_to_doc"} & set(self.directions):
+            raise ConfigError("train.partition_mode=per_direction works with query_to_doc and doc_to_query only "
+                              "(the other terms have no positive of their own); use joint")
+        if self.hardness_mode is not None and self.hardness_mode not in HARDNESS_MODES:
+            raise ConfigError(f"train.hardness_mode must be null or one of {HARDNESS_MODES}, got {self.hardness_mode!r}")
+        if isinstance(self.hardness_strength, bool) or not isinstance(self.hardness_strength, (int, float)) \
+                or self.hardness_strength < 0:
+            raise ConfigError(f"train.hardness_strength must be a number >= 0, got {self.hardness_strength!r}")
+        if self.hardness_mode is not None and self.hardness_strength == 0:
+            raise ConfigError(f"train.hardness_mode={self.hardness_mode} does nothing with hardness_strength 0 "
+                              "(EmbeddingGemma used 5 for hard_negatives, LLaVE 9 for in_batch_negatives)")
 
 
 def planned_steps(num_examples: int, config: TrainConfig) -> tuple[int, bool]:
@@ -185,6 +220,20 @@ def _dvclive_callback(live_dir: Path):
     return DVCLiveLogger()
 
 
+def build_loss(model: Any, config: TrainConfig) -> Any:
+    """The MNRL loss (plain or cached) with the configured temperature, similarity terms and hardness weighting."""
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss,
+        MultipleNegativesRankingLoss,
+    )
+
+    terms = {"scale": config.scale, "directions": config.directions, "partition_mode": config.partition_mode,
+             "hardness_mode": config.hardness_mode, "hardness_strength": float(config.hardness_strength)}
+    if config.loss == "cached_mnrl":
+        return CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size, **terms)
+    return MultipleNegativesRankingLoss(model, **terms)
+
+
 def train_model(
     base_model: str,
     dataset: HFDataset,
@@ -199,10 +248,6 @@ def train_model(
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss,
-        MultipleNegativesRankingLoss,
-    )
     from transformers import set_seed
 
     from embedtune.models import load_model, pick_device
@@ -215,10 +260,7 @@ def train_model(
     if any(changed.values()):
         log.info("dropout set: attention %s on %d modules, hidden %s on %d modules", config.attention_dropout,
                  changed["attention"], config.hidden_dropout, changed["hidden"])
-    if config.loss == "cached_mnrl":
-        loss = CachedMultipleNegativesRankingLoss(model, scale=config.scale, mini_batch_size=config.mini_batch_size)
-    else:
-        loss = MultipleNegativesRankingLoss(model, scale=config.scale)
+    loss = build_loss(model, config)
 
     steps, capped = planned_steps(len(dataset), config)
     if capped:
