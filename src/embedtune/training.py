@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,6 +128,16 @@ def is_attention_dropout(parent: Any) -> bool:
     return type(parent).__name__.endswith("SelfAttention")
 
 
+def dropout_modules(model: Any) -> Iterator[tuple[str, Any]]:
+    """Every ``Dropout`` module of ``model`` with its kind: "attention" (see ``is_attention_dropout``) or "hidden"."""
+    import torch
+
+    for parent in model.modules():
+        for module in parent.children():
+            if isinstance(module, torch.nn.Dropout):
+                yield ("attention" if is_attention_dropout(parent) else "hidden"), module
+
+
 def set_dropout(model: Any, *, attention: float | None, hidden: float | None) -> dict[str, int]:
     """Override the dropout rates of a loaded model for training; None leaves a kind as the model has it.
 
@@ -136,18 +146,12 @@ def set_dropout(model: Any, *, attention: float | None, hidden: float | None) ->
     many modules of each kind were set; asking for an attention rate on a model with no recognised
     self-attention dropout is a ConfigError rather than a silent no-op.
     """
-    import torch
-
     changed = {"attention": 0, "hidden": 0}
-    for parent in model.modules():
-        for module in parent.children():
-            if not isinstance(module, torch.nn.Dropout):
-                continue
-            kind = "attention" if is_attention_dropout(parent) else "hidden"
-            rate = attention if kind == "attention" else hidden
-            if rate is not None:
-                module.p = float(rate)
-                changed[kind] += 1
+    for kind, module in dropout_modules(model):
+        rate = attention if kind == "attention" else hidden
+        if rate is not None:
+            module.p = float(rate)
+            changed[kind] += 1
     if attention is not None and not changed["attention"]:
         raise ConfigError(
             f"train.attention_dropout={attention}: no self-attention dropout found in this model "
