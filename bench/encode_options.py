@@ -61,7 +61,8 @@ def sample_texts(dataset, documents: int) -> list[str]:
 
 def count_tokens(model, texts: list[str], max_seq_length: int) -> int:
     """Tokens the model actually reads (special tokens included, truncated at ``max_seq_length``)."""
-    return sum(min(len(t), max_seq_length) for t in model.tokenizer(texts, add_special_tokens=True)["input_ids"])
+    encoded = model.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_seq_length)
+    return sum(len(ids) for ids in encoded["input_ids"])
 
 
 def length_sweep(base: str, dataset, lengths: list[int], batch_size: int) -> list[dict]:

@@ -58,10 +58,11 @@ def _corpus_tokens(root: Path, model_spec: str, max_len: int) -> int:
     from embedtune.data import read_corpus
     from embedtune.models import load_model
 
+    from encode_options import count_tokens  # bench/ is on sys.path when this script runs
+
     model = load_model(model_spec, max_seq_length=max_len)
     texts = [d.full_text for d in read_corpus(root / "data/prepared/corpus.jsonl").values()]
-    encoded = model.tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
-    return sum(len(ids) for ids in encoded)
+    return count_tokens(model, texts, max_len)
 
 
 def main() -> None:
