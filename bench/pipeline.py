@@ -55,10 +55,10 @@ def _stage_times(output: str) -> dict[str, float]:
 
 
 def _corpus_tokens(root: Path, model_spec: str, max_len: int) -> int:
+    from encode_options import count_tokens  # bench/ is on sys.path when this script runs
+
     from embedtune.data import read_corpus
     from embedtune.models import load_model
-
-    from encode_options import count_tokens  # bench/ is on sys.path when this script runs
 
     model = load_model(model_spec, max_seq_length=max_len)
     texts = [d.full_text for d in read_corpus(root / "data/prepared/corpus.jsonl").values()]

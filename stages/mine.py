@@ -31,16 +31,16 @@ def main() -> None:
     model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
     query_vectors = encode(model, [queries[q].text for q in query_ids], batch_size=get(params, "encode.batch_size"),
                            precision=get(params, "encode.precision"))
-    options = dict(
-        num_negatives=get(params, "mine.num_negatives"),
-        range_min=get(params, "mine.range_min"),
-        range_max=get(params, "mine.range_max"),
-        relative_margin=get(params, "mine.relative_margin"),
-        absolute_margin=get(params, "mine.absolute_margin"),
-        sampling=get(params, "mine.sampling"),
-        extend_window=get(params, "mine.extend_window"),
-        seed=get(params, "seed"),
-    )
+    options = {
+        "num_negatives": get(params, "mine.num_negatives"),
+        "range_min": get(params, "mine.range_min"),
+        "range_max": get(params, "mine.range_max"),
+        "relative_margin": get(params, "mine.relative_margin"),
+        "absolute_margin": get(params, "mine.absolute_margin"),
+        "sampling": get(params, "mine.sampling"),
+        "extend_window": get(params, "mine.extend_window"),
+        "seed": get(params, "seed"),
+    }
     explicit = read_negatives(args.negatives)
     labelled, stats = mine_hard_negatives(qrels, query_ids, query_vectors, corpus_ids, corpus_vectors,
                                           explicit_negatives=explicit, **options)

@@ -53,7 +53,7 @@ def main() -> None:
         vectors = encode(model, [q.text for q in queries], batch_size=get(params, "encode.batch_size"),
                          precision=get(params, "encode.precision"))
         corpus_ids, corpus_vectors, _ = load_embeddings(args.embeddings)
-        kept, ranks = round_trip_filter(queries, vectors, corpus_ids, corpus_vectors,
+        kept, _ = round_trip_filter(queries, vectors, corpus_ids, corpus_vectors,
                                         top_k=get(params, "synthetic.round_trip_top_k"))
         keep = {id(q) for q in kept}
         rows = [i for i, q in enumerate(queries) if id(q) in keep]

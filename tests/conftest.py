@@ -95,7 +95,8 @@ def commit_all(root: Path, env: dict, message: str) -> None:
 
 
 def sh(cmd: list[str], cwd: Path, env: dict, timeout: int = 1500, stdout_only: bool = False) -> str:
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                            check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{output[-6000:]}"
     return result.stdout if stdout_only else output

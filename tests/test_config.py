@@ -30,6 +30,6 @@ def test_group_switch_and_override() -> None:
 def test_every_stage_param_exists() -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    for name, stage in stages.items():
+    for stage in stages.values():
         for key in stage.get("params", []):
             _get(params, key)  # raises KeyError naming the key if dvc.yaml lists a missing one

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from embedtune.data import atomic_directory, read_dataset, read_qrels, write_corpus, read_corpus
+from embedtune.data import atomic_directory, read_corpus, read_dataset, read_qrels, write_corpus
 from embedtune.errors import InputError
 from tests.conftest import write_beir
 
@@ -106,10 +106,9 @@ def test_integer_ids_and_bom_are_accepted(tmp_path: Path) -> None:
 
 def test_atomic_directory_leaves_nothing_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "out"
-    with pytest.raises(RuntimeError):
-        with atomic_directory(target) as staging:
-            (staging / "half.txt").write_text("partial")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_directory(target) as staging:
+        (staging / "half.txt").write_text("partial")
+        raise RuntimeError("boom")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
 

@@ -6,6 +6,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -18,11 +19,11 @@ DOCS = [Document(f"d{i}", f"Title {i}", f"Body text number {i} about topic {i}."
 class FakeOpenAI(BaseHTTPRequestHandler):
     """Answers chat completions; fails the first `failures` requests with 429 then 500."""
 
-    requests: list[dict] = []
+    requests: ClassVar[list[dict]] = []
     failures = 0
     status_after = 200
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
         if type(self).failures > 0:

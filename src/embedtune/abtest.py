@@ -29,7 +29,7 @@ CONTROL, TREATMENT = "control", "treatment"
 
 def bucket(user_id: str, experiment: str, treatment_share: float) -> str:
     """Stable arm for a user: the same user, experiment and share always give the same arm."""
-    digest = hashlib.sha256(f"{experiment}:{user_id}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{experiment}:{user_id}".encode()).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64
     return TREATMENT if position < treatment_share else CONTROL
 
@@ -92,7 +92,7 @@ def needed_sample(effect: float, std: float, alpha_z: float = 1.96, power_z: flo
     """Searches needed to detect ``effect`` with the observed per-search ``std`` (two-sided 5%, 80% power)."""
     if not effect or not math.isfinite(effect) or not math.isfinite(std) or std == 0:
         return None
-    return int(math.ceil(((alpha_z + power_z) * std / abs(effect)) ** 2))
+    return math.ceil(((alpha_z + power_z) * std / abs(effect)) ** 2)
 
 
 def interleaving_report(outcomes: Sequence[str], seed: int = 0) -> dict:
@@ -150,7 +150,7 @@ def bucket_report(control: Sequence[Sequence[int]], treatment: Sequence[Sequence
         report["mrr_difference_ci95"] = [_round(low), _round(high)]
         report["verdict"] = verdict
         if verdict == "not yet significant":
-            std = float(np.sqrt((c_rr.var() + t_rr.var())))
+            std = float(np.sqrt(c_rr.var() + t_rr.var()))
             need = needed_sample(diff, std)
             report["searches_needed_per_arm_estimate"] = need
     else:

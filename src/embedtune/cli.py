@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,7 +20,7 @@ def _fail(exc: Exception) -> None:
 
 @app.command("compose-params")
 def compose_params_command(
-    overrides: Optional[list[str]] = typer.Argument(None, help="Hydra overrides, e.g. data=scifact_sample"),
+    overrides: list[str] | None = typer.Argument(None, help="Hydra overrides, e.g. data=scifact_sample"),
 ) -> None:
     """Compose params.yaml from conf/ (what `dvc exp run` does), so `dvc repro` sees edits to conf/."""
     from embedtune.config import main
@@ -33,10 +32,10 @@ def compose_params_command(
 def search(
     query: str = typer.Argument(..., help="what to search for"),
     k: int = typer.Option(10, "-k", "--top-k", min=1, max=1000, help="number of results"),
-    model: Optional[Path] = typer.Option(None, help="model to embed the query with (default: the serving version's)"),
+    model: Path | None = typer.Option(None, help="model to embed the query with (default: the serving version's)"),
     ef_search: int = typer.Option(80, help="HNSW search breadth (higher: better recall, slower)"),
-    version: Optional[str] = typer.Option(None, help="search this version instead of the serving one"),
-    onnx: Optional[Path] = typer.Option(None, help="embed the query with this ONNX export (int8) of the model"),
+    version: str | None = typer.Option(None, help="search this version instead of the serving one"),
+    onnx: Path | None = typer.Option(None, help="embed the query with this ONNX export (int8) of the model"),
 ) -> None:
     """Search the serving index: ids, titles and scores."""
     from embedtune import index
@@ -182,11 +181,11 @@ def serve(
     port: int = typer.Option(8000),
     experiment: str = typer.Option("default", help="experiment name: impressions and clicks are logged under it"),
     mode: str = typer.Option("off", help="off (serving index only) | bucket (per-user arms) | interleave (team draft)"),
-    control: Optional[str] = typer.Option(None, help="control version (default: the serving one)"),
-    treatment: Optional[str] = typer.Option(None, help="treatment version (bucket / interleave)"),
+    control: str | None = typer.Option(None, help="control version (default: the serving one)"),
+    treatment: str | None = typer.Option(None, help="treatment version (bucket / interleave)"),
     share: float = typer.Option(0.5, help="bucket mode: share of users in the treatment arm"),
     ef_search: int = typer.Option(80),
-    onnx: Optional[Path] = typer.Option(None, help="embed control-arm queries with this ONNX export (int8)"),
+    onnx: Path | None = typer.Option(None, help="embed control-arm queries with this ONNX export (int8)"),
 ) -> None:
     """Run the HTTP search service (GET /search, POST /click, a search page at /, OpenAPI at /docs)."""
     import uvicorn

@@ -51,9 +51,9 @@ def write_wins_losses(path: Path, comparison: Mapping, rows: list[dict], top: in
     lines = [
         f"# Fine-tuned vs base model, per query ({metric})",
         "",
-        f"{comparison['queries']} test queries: **{comparison['wins']} better**, **{comparison['losses']} worse**, "
-        f"{comparison['ties']} unchanged. Paired t-test p = {comparison.get('paired_t_test_p')}, "
-        f"Wilcoxon p = {comparison.get('wilcoxon_p')}.",
+        (f"{comparison['queries']} test queries: **{comparison['wins']} better**, **{comparison['losses']} worse**, "
+         f"{comparison['ties']} unchanged. Paired t-test p = {comparison.get('paired_t_test_p')}, "
+         f"Wilcoxon p = {comparison.get('wilcoxon_p')}."),
         "",
         "| metric | baseline | fine-tuned | delta | relative |",
         "|---|---|---|---|---|",

@@ -121,8 +121,8 @@ class SearchService:
 
     def __init__(self, url: str, experiment: Experiment, *, ef_search: int = 80, pool_size: int = 8,
                  onnx: dict[str, Path] | None = None) -> None:
-        from psycopg_pool import ConnectionPool
         from pgvector.psycopg import register_vector
+        from psycopg_pool import ConnectionPool
 
         from embedtune.models import load_model
 
@@ -165,7 +165,7 @@ class SearchService:
                 if version.model_path not in models:
                     models[version.model_path] = load_model(version.model_path)
                 model = models[version.model_path]
-                embed = lambda texts, model=model: encode(model, texts, show_progress=False)  # noqa: E731
+                embed = lambda texts, model=model: encode(model, texts, show_progress=False)
             if fingerprint != version.fingerprint:
                 raise index.FingerprintMismatch(
                     f"the model at {source} (fingerprint {fingerprint[:16]}) is not the model index "
@@ -268,8 +268,8 @@ def report(conn, experiment: str) -> dict:
         if imp_mode == "interleave":
             slots = [abtest.Slot(r["doc_id"], r["arm"]) for r in results]
             outcomes.append(abtest.interleaving_outcome(slots, clicked) if clicked else "no click")
-            for name in per_arm:
-                per_arm[name].append([r["rank"] for r in results if r["doc_id"] in clicked and r["arm"] == name])
+            for name, ranks in per_arm.items():
+                ranks.append([r["rank"] for r in results if r["doc_id"] in clicked and r["arm"] == name])
         else:
             per_arm[arm or "control"].append([r["rank"] for r in results if r["doc_id"] in clicked])
     if mode == "interleave":

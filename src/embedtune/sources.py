@@ -84,7 +84,7 @@ def _iter_table(path: Path) -> Iterator[tuple[int, dict]]:
 
         try:
             frame = pd.read_parquet(path)
-        except Exception as exc:  # pyarrow raises several types for a damaged file
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types for a damaged file
             raise InputError(f"cannot read Parquet: {exc}", path=path) from None
         for number, row in enumerate(frame.to_dict(orient="records"), start=1):
             yield number, {k: (None if _is_missing(v) else v) for k, v in row.items()}

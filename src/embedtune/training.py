@@ -329,8 +329,8 @@ def write_model_card(
     card = [
         "# Fine-tuned embedding model (embedtune)",
         "",
-        f"Base model: `{base_model}`, fine-tuned with contrastive learning (MultipleNegativesRankingLoss over "
-        "in-batch and mined hard negatives) by the embedtune pipeline (`dvc repro`).",
+        (f"Base model: `{base_model}`, fine-tuned with contrastive learning (MultipleNegativesRankingLoss over "
+         "in-batch and mined hard negatives) by the embedtune pipeline (`dvc repro`)."),
         "",
         "## Data",
         "",
@@ -346,8 +346,8 @@ def write_model_card(
         "",
         *[f"- **{k}**: {v}" for k, v in metrics.items()],
         "",
-        "Retrieval quality on the held-out test split is measured by the `evaluate` stage and kept in "
-        "`metrics/finetuned.json` (compared with `metrics/baseline.json` in `metrics/comparison.json`).",
+        ("Retrieval quality on the held-out test split is measured by the `evaluate` stage and kept in "
+         "`metrics/finetuned.json` (compared with `metrics/baseline.json` in `metrics/comparison.json`)."),
         "",
         "## Use",
         "",
