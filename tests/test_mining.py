@@ -52,6 +52,8 @@ def test_bad_params() -> None:
         mine_hard_negatives({}, [], QUERY[:0], CORPUS_IDS, CORPUS, range_min=10, range_max=5)
     with pytest.raises(ConfigError):
         mine_hard_negatives({}, [], QUERY[:0], CORPUS_IDS, CORPUS, sampling="best")
+    with pytest.raises(ConfigError, match="mine.num_negatives"):
+        mine_hard_negatives({}, [], QUERY[:0], CORPUS_IDS, CORPUS, num_negatives=-1)
 
 
 def test_window_extends_when_positive_ranks_low() -> None:
@@ -63,3 +65,18 @@ def test_window_extends_when_positive_ranks_low() -> None:
     examples, stats = mine_hard_negatives(qrels, ["q"], QUERY, CORPUS_IDS, CORPUS, num_negatives=1, range_min=0,
                                           range_max=3, relative_margin=0.05, extend_window=False)
     assert examples == [] and stats["pairs_skipped_no_negative"] == 1
+
+
+def test_zero_negatives_keeps_every_pair_without_negatives() -> None:
+    """num_negatives=0 trains on (query, positive) pairs: no pair is dropped for lack of a safe negative."""
+    from embedtune.data import Document, Query
+    from embedtune.training import build_training_dataset
+
+    qrels = {"q": {"d6": 1, "d0": 1}}  # d6 ranks low: with negatives and no window extension it would be dropped
+    examples, stats = mine_hard_negatives(qrels, ["q"], QUERY, CORPUS_IDS, CORPUS, num_negatives=0,
+                                          extend_window=False)
+    assert [(e.positive_id, e.negative_ids) for e in examples] == [("d0", ()), ("d6", ())]
+    assert stats["pairs"] == 2 and stats["negatives_selected"] == 0 and stats["pairs_skipped_no_negative"] == 0
+    corpus = {d: Document(id=d, title="", text=f"text {d}") for d in CORPUS_IDS}
+    dataset = build_training_dataset(examples, corpus, {"q": Query(id="q", text="query")})
+    assert dataset.column_names == ["anchor", "positive"]

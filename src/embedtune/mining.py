@@ -58,8 +58,9 @@ def mine_hard_negatives(
         raise ConfigError(f"mine.sampling must be 'top' or 'random', got {sampling!r}")
     if not 0 <= range_min < range_max:
         raise ConfigError(f"mine.range_min ({range_min}) must be >= 0 and below mine.range_max ({range_max})")
-    if num_negatives < 1:
-        raise ConfigError(f"mine.num_negatives must be at least 1, got {num_negatives}")
+    if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 0:
+        raise ConfigError(f"mine.num_negatives must be a whole number >= 0 (0: in-batch negatives only), "
+                          f"got {num_negatives!r}")
     import torch
 
     rng = random.Random(seed)
@@ -95,6 +96,10 @@ def mine_hard_negatives(
         for positive in sorted(relevant):
             stats["pairs"] += 1
             pos_score = float(scores[doc_index[positive]])
+            if num_negatives == 0:  # (query, positive) pairs: the other rows of a batch are the only negatives
+                examples.append(MinedExample(query_id=qid, positive_id=positive, negative_ids=(),
+                                             positive_score=round(pos_score, 5), negative_scores=()))
+                continue
             ceiling = float("inf")
             if relative_margin is not None:
                 ceiling = min(ceiling, pos_score * (1.0 - relative_margin))
