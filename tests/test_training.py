@@ -128,6 +128,10 @@ def test_train_model_stops_at_max_steps(tmp_path) -> None:
         ({"hardness_mode": "hardest"}, "train.hardness_mode"),
         ({"hardness_mode": "hard_negatives"}, "hardness_strength 0"),  # a mode that would do nothing
         ({"hardness_strength": -1}, "train.hardness_strength"),
+        ({"hardness_mode": "hard_negatives", "hardness_strength": float("nan")}, "train.hardness_strength"),
+        ({"hardness_strength": 5}, "without a train.hardness_mode"),  # a strength that would do nothing
+        ({"directions": True}, "train.directions"),
+        ({"directions": {"query_to_doc": 1}}, "train.directions"),
     ],
 )
 def test_invalid_loss_terms_are_config_errors(params: dict, field: str) -> None:
@@ -149,3 +153,26 @@ def test_loss_terms_reach_the_loss(loss: str) -> None:
     assert (built.hardness_mode, built.hardness_strength) == ("hard_negatives", 5.0)
     default = build_loss(load_model(BASE), TrainConfig.from_params({}, seed=1))
     assert default.directions == ("query_to_doc",) and default.hardness_mode is None
+
+
+def test_hardness_on_mined_negatives_without_any_is_a_config_error(tmp_path) -> None:
+    from datasets import Dataset
+
+    from embedtune.training import train_model
+
+    pairs = Dataset.from_dict({"anchor": ["q1", "q2"], "positive": ["d1", "d2"]})  # mine.num_negatives=0
+    config = TrainConfig.from_params({"hardness_mode": "hard_negatives", "hardness_strength": 5}, seed=1)
+    with pytest.raises(ConfigError, match="mine.num_negatives=0"):
+        train_model(BASE, pairs, config, tmp_path / "model", tmp_path / "live")
+
+
+@pytest.mark.parametrize(("negatives", "wording"), [(0, "in-batch negatives only"), (1, "mined hard negatives")])
+def test_model_card_says_what_the_model_was_trained_on(tmp_path, negatives: int, wording: str) -> None:
+    import json
+
+    from embedtune.training import write_model_card
+
+    write_model_card(tmp_path, base_model="base", data={"hard negatives per example": negatives},
+                     params={"train": {"epochs": 2}}, metrics={"steps": 50})
+    assert wording in (tmp_path / "README.md").read_text()
+    assert json.loads((tmp_path / "embedtune.json").read_text())["params"] == {"train": {"epochs": 2}}

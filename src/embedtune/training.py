@@ -71,10 +71,12 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown train parameter(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         values = {**params, "seed": params.get("seed", seed)}
-        if isinstance(values.get("directions"), str):
-            values["directions"] = [values["directions"]]
-        if "directions" in values:
-            values["directions"] = tuple(values["directions"] or ())
+        directions = values.get("directions", ["query_to_doc"])
+        if isinstance(directions, str):
+            directions = [directions]
+        if not isinstance(directions, (list, tuple)) or not all(isinstance(d, str) for d in directions):
+            raise ConfigError(f"train.directions must be a list of names from {DIRECTIONS}, got {directions!r}")
+        values["directions"] = tuple(directions)
         config = cls(**values)
         if config.loss not in LOSSES:
             raise ConfigError(f"train.loss must be one of {LOSSES}, got {config.loss!r}")
@@ -103,11 +105,14 @@ class TrainConfig:
         if self.hardness_mode is not None and self.hardness_mode not in HARDNESS_MODES:
             raise ConfigError(f"train.hardness_mode must be null or one of {HARDNESS_MODES}, got {self.hardness_mode!r}")
         if isinstance(self.hardness_strength, bool) or not isinstance(self.hardness_strength, (int, float)) \
-                or self.hardness_strength < 0:
-            raise ConfigError(f"train.hardness_strength must be a number >= 0, got {self.hardness_strength!r}")
+                or not math.isfinite(self.hardness_strength) or self.hardness_strength < 0:
+            raise ConfigError(f"train.hardness_strength must be a finite number >= 0, got {self.hardness_strength!r}")
         if self.hardness_mode is not None and self.hardness_strength == 0:
             raise ConfigError(f"train.hardness_mode={self.hardness_mode} does nothing with hardness_strength 0 "
                               "(EmbeddingGemma used 5 for hard_negatives, LLaVE 9 for in_batch_negatives)")
+        if self.hardness_mode is None and self.hardness_strength != 0:
+            raise ConfigError(f"train.hardness_strength={self.hardness_strength} does nothing without a "
+                              f"train.hardness_mode (one of {HARDNESS_MODES})")
 
 
 def planned_steps(num_examples: int, config: TrainConfig) -> tuple[int, bool]:
@@ -249,6 +254,9 @@ def train_model(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` on ``dataset`` and save it to ``output_dir``; returns training statistics."""
+    if config.hardness_mode == "hard_negatives" and len(dataset.column_names) < 3:
+        raise ConfigError("train.hardness_mode=hard_negatives weighs mined negatives, but the training rows have "
+                          "none (mine.num_negatives=0); use in_batch_negatives or mine negatives")
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -326,11 +334,13 @@ def write_model_card(
     metrics: Mapping[str, Any],
 ) -> None:
     """README.md (human) and embedtune.json (machine) describing how the model was made."""
+    mined = data.get("hard negatives per example")
+    negatives = "in-batch negatives only" if mined == 0 else "in-batch and mined hard negatives"
     card = [
         "# Fine-tuned embedding model (embedtune)",
         "",
         (f"Base model: `{base_model}`, fine-tuned with contrastive learning (MultipleNegativesRankingLoss over "
-         "in-batch and mined hard negatives) by the embedtune pipeline (`dvc repro`)."),
+         f"{negatives}) by the embedtune pipeline (`dvc repro`)."),
         "",
         "## Data",
         "",
