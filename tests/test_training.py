@@ -176,3 +176,60 @@ def test_model_card_says_what_the_model_was_trained_on(tmp_path, negatives: int,
                      params={"train": {"epochs": 2}}, metrics={"steps": 50})
     assert wording in (tmp_path / "README.md").read_text()
     assert json.loads((tmp_path / "embedtune.json").read_text())["params"] == {"train": {"epochs": 2}}
+
+
+def test_interpolate_weights_blends_every_float_tensor_with_the_base() -> None:
+    """WiSE-FT: w * fine-tuned + (1 - w) * base, tensor by tensor; w = 0.25 lands a quarter of the way."""
+    from embedtune.training import interpolate_weights
+
+    base = load_model(BASE)
+    tuned = load_model(BASE)
+    with torch.no_grad():
+        for parameter in tuned.parameters():
+            parameter.add_(1.0)  # "fine-tuned": every weight moved by +1
+    base_state = base.state_dict()
+    blended = interpolate_weights(tuned, base_state, 0.25)
+    assert blended == sum(1 for t in base_state.values() if t.is_floating_point())
+    for name, tensor in tuned.state_dict().items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, base_state[name] + 0.25, rtol=0, atol=1e-5)
+
+
+def test_interpolate_weights_with_another_architecture_is_a_config_error() -> None:
+    from embedtune.training import interpolate_weights
+
+    tuned = load_model(BASE)
+    with pytest.raises(ConfigError, match="model.base"):
+        interpolate_weights(tuned, {}, 0.5)
+
+
+@pytest.mark.parametrize("value", [0, -0.5, 1.5, True, "half"])
+def test_finetuned_weight_outside_zero_one_is_a_config_error(value: object) -> None:
+    with pytest.raises(ConfigError, match="train.finetuned_weight"):
+        TrainConfig.from_params({"finetuned_weight": value}, seed=1)
+
+
+def test_model_card_states_the_blend(tmp_path) -> None:
+    from embedtune.training import write_model_card
+
+    write_model_card(tmp_path, base_model="base", data={"hard negatives per example": 1},
+                     params={"train": {"finetuned_weight": 0.6}}, metrics={"steps": 50})
+    assert "0.6 x fine-tuned + 0.4 x base" in (tmp_path / "README.md").read_text()
+
+
+def test_train_model_saves_the_blended_weights(tmp_path) -> None:
+    """The blend reaches the saved model: at a weight near 0 the saved model is the base model again."""
+    from datasets import Dataset
+
+    from embedtune.training import train_model
+
+    dataset = Dataset.from_dict({"anchor": ["does aspirin matter?", "does insulin matter?"],
+                                 "positive": ["A study of aspirin.", "A study of insulin."]})
+    config = TrainConfig.from_params({"epochs": 2, "batch_size": 2, "learning_rate": 1e-3,
+                                      "finetuned_weight": 1e-6}, seed=1)
+    stats = train_model(BASE, dataset, config, tmp_path / "model", tmp_path / "live", max_seq_length=32)
+    assert stats["finetuned_weight"] == 1e-6
+    saved, base = load_model(tmp_path / "model").state_dict(), load_model(BASE).state_dict()
+    for name, tensor in base.items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(saved[name], tensor, rtol=0, atol=1e-5)

@@ -63,6 +63,9 @@ class TrainConfig:
     partition_mode: str = "joint"
     hardness_mode: str | None = None  # None: plain MNRL
     hardness_strength: float = 0.0
+    # WiSE-FT (Wortsman et al., 2022): the saved model is finetuned_weight x the fine-tuned weights +
+    # (1 - finetuned_weight) x the base model's, tensor by tensor. 1.0 saves the weights as trained.
+    finetuned_weight: float = 1.0
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -90,6 +93,10 @@ class TrainConfig:
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"train.{name} must be null (the model's own) or in [0, 1), got {value!r}")
         config._check_loss_terms()
+        weight = config.finetuned_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 < weight <= 1.0:
+            raise ConfigError(f"train.finetuned_weight must be in (0, 1] (1: the fine-tuned weights as trained; "
+                              f"0 would be the base model itself), got {weight!r}")
         return config
 
     def _check_loss_terms(self) -> None:
@@ -163,6 +170,30 @@ def set_dropout(model: Any, *, attention: float | None, hidden: float | None) ->
             f"({type(model).__name__} of {', '.join(sorted({type(m).__name__ for m in model.children()}))}); "
             "set it to null to keep the model's own attention dropout")
     return changed
+
+
+def interpolate_weights(model: Any, base_state: Mapping[str, Any], finetuned_weight: float) -> int:
+    """Blend ``model``'s weights in place with a base model's: ``w * fine-tuned + (1 - w) * base`` (WiSE-FT).
+
+    Fine-tuning on a few hundred queries moves the weights far enough to forget some of what the base model
+    knew; the blend keeps the domain's gain and gives back part of the general skill. Only floating-point
+    tensors are blended (integer buffers such as position ids are the same in both). Returns how many tensors
+    were blended; a base whose tensors do not match the model's names or shapes is a ConfigError.
+    """
+    import torch
+
+    blended = 0
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            base = base_state.get(name)
+            if base is None or base.shape != tensor.shape:
+                raise ConfigError(f"train.finetuned_weight: the base model has no tensor {name!r} of shape "
+                                  f"{tuple(tensor.shape)} to blend with; is model.base the model that was trained?")
+            tensor.mul_(finetuned_weight).add_(base.to(tensor.device, tensor.dtype), alpha=1.0 - finetuned_weight)
+            blended += 1
+    return blended
 
 
 def build_training_dataset(
@@ -310,6 +341,11 @@ def train_model(
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
+    if config.finetuned_weight < 1.0:
+        base_state = load_model(base_model, device="cpu").state_dict()
+        blended = interpolate_weights(model, base_state, config.finetuned_weight)
+        log.info("saved weights = %.2f x fine-tuned + %.2f x base (%d tensors, train.finetuned_weight)",
+                 config.finetuned_weight, 1.0 - config.finetuned_weight, blended)
     model.save(str(output_dir))
     (live_dir / "plots" / "metrics").mkdir(parents=True, exist_ok=True)  # declared output, even with no curve
     shutil.rmtree(checkpoints, ignore_errors=True)
@@ -321,6 +357,7 @@ def train_model(
         "examples": len(dataset),
         "final_loss": round(float(history[-1]["loss"]), 5) if history else None,
         "mean_loss": round(float(result.training_loss), 5),
+        "finetuned_weight": config.finetuned_weight,
         "device": device,
     }
 
@@ -336,11 +373,14 @@ def write_model_card(
     """README.md (human) and embedtune.json (machine) describing how the model was made."""
     mined = data.get("hard negatives per example")
     negatives = "in-batch negatives only" if mined == 0 else "in-batch and mined hard negatives"
+    weight = float((params.get("train") or {}).get("finetuned_weight", 1.0))
+    blend = ("" if weight >= 1.0 else
+             f" The saved weights blend the two models (WiSE-FT): {weight:g} x fine-tuned + {1 - weight:g} x base.")
     card = [
         "# Fine-tuned embedding model (embedtune)",
         "",
         (f"Base model: `{base_model}`, fine-tuned with contrastive learning (MultipleNegativesRankingLoss over "
-         f"{negatives}) by the embedtune pipeline (`dvc repro`)."),
+         f"{negatives}) by the embedtune pipeline (`dvc repro`).{blend}"),
         "",
         "## Data",
         "",
