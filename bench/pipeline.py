@@ -44,6 +44,23 @@ def _copy_repo(top: Path) -> Path:
     return root
 
 
+def _cpu() -> dict[str, object]:
+    """The CPU the figures came from: this project's VMs have been AMD EPYC (AVX-512 bf16) and Intel Xeon with
+    AMX, and the same code runs at different speeds on them."""
+    import platform
+
+    info = {"model": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    names = re.findall(r"^model name\s*:\s*(.+)$", text, flags=re.MULTILINE)
+    flags = set((re.findall(r"^flags\s*:\s*(.+)$", text, flags=re.MULTILINE) or [""])[0].split())
+    info["model"] = names[0] if names else info["model"]
+    info["bf16_matmul"] = "amx_bf16" if "amx_bf16" in flags else ("avx512_bf16" if "avx512_bf16" in flags else None)
+    return info
+
+
 def _stage_times(output: str) -> dict[str, float]:
     times, current = {}, None
     for line in output.splitlines():
@@ -115,6 +132,7 @@ def main() -> None:
             "corpus_tokens": tokens,
             "train_step_s": round(train_meta["train_seconds"] / max(1, train_meta["steps"]), 2),
             "train_s": train_meta["train_seconds"],
+            "cpu": _cpu(),
             "precision": {"encode": precision, "train": params["train"]["precision"]},
             "overrides": args.overrides,
             "stages": stages,
