@@ -9,7 +9,10 @@ time, throughput, and the ratio to this machine's arithmetic floor. Writes `metr
     python bench/pipeline.py --in-place   # `dvc repro --force` in this checkout: updates dvc.lock and metrics/
 
 Floor: all-MiniLM-L6-v2 costs about 21 MFLOP per token forward (about 3x that for a training step:
-forward + backward); this 2-core AVX-512 machine peaks near 190 GFLOP/s in fp32 and twice that in bf16.
+forward + backward); the 2-core AMD EPYC (AVX-512 bf16) VM this project was measured on peaks near
+190 GFLOP/s in fp32 and twice that in bf16 (the performance issue's floor). The Intel Xeon VMs with AMX reach
+more on large matrix multiplies, so on them the ratio to this fixed floor overstates how close a run is:
+`cpu` in the JSON says which machine ran (`bench/encode_options.py` measures the peak of the one at hand).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ def _cpu() -> dict[str, object]:
     AMX, and the same code runs at different speeds on them."""
     import platform
 
-    info = {"model": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    info = {"model": platform.processor() or platform.machine(), "cores": os.cpu_count(), "bf16_matmul": None}
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:

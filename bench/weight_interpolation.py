@@ -9,7 +9,7 @@ the record only:
     python bench/weight_interpolation.py --weights 1.0 0.8 0.6 --qrels data/split/dev.tsv data/split/test.tsv
 
 A blend of a model trained with `train.finetuned_weight` < 1 is a blend of a blend: point `--model` at a model
-trained with the default 1.0. Prints one JSON line per weight and appends it to ``--output`` if given.
+trained with the default 1.0, from the base model named in params.yaml (`model.base`). Prints one JSON line per weight and appends it to ``--output`` if given.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     parser.add_argument("--output", type=Path, default=None, help="append the JSON lines here")
     args = parser.parse_args()
+    if not all(0.0 < w <= 1.0 for w in args.weights):
+        parser.error(f"--weights must lie in (0, 1] (1: the model as trained), got {args.weights}")
     offline_environment()
     params = yaml.safe_load(Path("params.yaml").read_text())
     max_seq_length, batch_size = params["model"]["max_seq_length"], params["encode"]["batch_size"]
@@ -44,13 +46,12 @@ def main() -> None:
     queries = read_queries(args.prepared / "queries.jsonl")
     ids, texts = list(corpus), [d.full_text for d in corpus.values()]
     query_texts = {q: v.text for q, v in queries.items()}
-    base_state = load_model(params["model"]["base"], device="cpu").state_dict()
-    model = load_model(args.model, device="cpu", max_seq_length=max_seq_length)
+    base_state = load_model(params["model"]["base"]).state_dict()
+    model = load_model(args.model, max_seq_length=max_seq_length)
     tuned_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     for weight in args.weights:
         model.load_state_dict(tuned_state)
-        if weight < 1.0:
-            interpolate_weights(model, base_state, weight)
+        interpolate_weights(model, base_state, weight)  # at 1.0 the model as trained
         vectors = encode(model, texts, batch_size=batch_size, precision=precision)
         row: dict = {"model": str(args.model), "finetuned_weight": weight}
         for path in args.qrels:

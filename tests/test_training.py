@@ -195,12 +195,34 @@ def test_interpolate_weights_blends_every_float_tensor_with_the_base() -> None:
             torch.testing.assert_close(tensor, base_state[name] + 0.25, rtol=0, atol=1e-5)
 
 
-def test_interpolate_weights_with_another_architecture_is_a_config_error() -> None:
+def test_interpolate_weights_checks_every_tensor_before_changing_any() -> None:
     from embedtune.training import interpolate_weights
 
     tuned = load_model(BASE)
-    with pytest.raises(ConfigError, match="model.base"):
+    before = {name: tensor.clone() for name, tensor in tuned.state_dict().items()}
+    with pytest.raises(ConfigError, match="no such tensor"):
         interpolate_weights(tuned, {}, 0.5)
+    wrong = dict(load_model(BASE).state_dict())
+    last = [name for name, tensor in wrong.items() if tensor.is_floating_point()][-1]
+    wrong[last] = torch.zeros(3, 3)
+    with pytest.raises(ConfigError, match=r"shape \(3, 3\)"):
+        interpolate_weights(tuned, wrong, 0.5)
+    for name, tensor in tuned.state_dict().items():
+        assert torch.equal(tensor, before[name]), f"{name} changed although the blend was refused"
+
+
+def test_interpolate_weights_blends_a_tied_tensor_once() -> None:
+    """A weight shared under two names (tied embeddings) ends at w * tuned + (1 - w) * base, not w^2."""
+    from embedtune.training import interpolate_weights
+
+    tuned = torch.nn.Sequential(torch.nn.Embedding(4, 2), torch.nn.Embedding(4, 2))
+    tuned[1].weight = tuned[0].weight
+    base_weight = torch.zeros(4, 2)
+    with torch.no_grad():
+        tuned[0].weight.fill_(1.0)
+    blended = interpolate_weights(tuned, {"0.weight": base_weight, "1.weight": base_weight}, 0.5)
+    assert blended == 1
+    torch.testing.assert_close(tuned[1].weight.detach(), torch.full((4, 2), 0.5))
 
 
 @pytest.mark.parametrize("value", [0, -0.5, 1.5, True, "half"])
@@ -227,8 +249,7 @@ def test_train_model_saves_the_blended_weights(tmp_path) -> None:
                                  "positive": ["A study of aspirin.", "A study of insulin."]})
     config = TrainConfig.from_params({"epochs": 2, "batch_size": 2, "learning_rate": 1e-3,
                                       "finetuned_weight": 1e-6}, seed=1)
-    stats = train_model(BASE, dataset, config, tmp_path / "model", tmp_path / "live", max_seq_length=32)
-    assert stats["finetuned_weight"] == 1e-6
+    train_model(BASE, dataset, config, tmp_path / "model", tmp_path / "live", max_seq_length=32)
     saved, base = load_model(tmp_path / "model").state_dict(), load_model(BASE).state_dict()
     for name, tensor in base.items():
         if tensor.is_floating_point():

@@ -175,25 +175,32 @@ def set_dropout(model: Any, *, attention: float | None, hidden: float | None) ->
 def interpolate_weights(model: Any, base_state: Mapping[str, Any], finetuned_weight: float) -> int:
     """Blend ``model``'s weights in place with a base model's: ``w * fine-tuned + (1 - w) * base`` (WiSE-FT).
 
-    Fine-tuning on a few hundred queries moves the weights far enough to forget some of what the base model
-    knew; the blend keeps the domain's gain and gives back part of the general skill. Only floating-point
-    tensors are blended (integer buffers such as position ids are the same in both). Returns how many tensors
-    were blended; a base whose tensors do not match the model's names or shapes is a ConfigError.
+    The WiSE-FT paper (Wortsman et al., 2022) found that such a blend keeps most of a fine-tuning gain while
+    giving back some of the base model's general skill; on SciFact's dev splits it did not help
+    (docs/experiments.md), so the default is 1.0. Only floating-point tensors are blended (integer buffers
+    such as position ids are the same in both), and a tensor shared under several names (tied embeddings) is
+    blended once. Every name and shape is checked before anything changes. Returns how many tensors were
+    blended.
     """
     import torch
 
-    blended = 0
+    if not 0.0 < finetuned_weight <= 1.0:
+        raise ConfigError(f"the fine-tuned weight of a blend must be in (0, 1], got {finetuned_weight!r}")
+    pairs, seen = [], set()
+    for name, tensor in model.state_dict().items():
+        if not tensor.is_floating_point() or tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        base = base_state.get(name)
+        if base is None or tuple(base.shape) != tuple(tensor.shape):
+            found = "has no such tensor" if base is None else f"has shape {tuple(base.shape)}"
+            raise ConfigError(f"cannot blend with the base model: tensor {name!r} has shape {tuple(tensor.shape)} "
+                              f"here and the base {found}; the fine-tuned model must have been trained from it")
+        pairs.append((tensor, base))
     with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            base = base_state.get(name)
-            if base is None or base.shape != tensor.shape:
-                raise ConfigError(f"train.finetuned_weight: the base model has no tensor {name!r} of shape "
-                                  f"{tuple(tensor.shape)} to blend with; is model.base the model that was trained?")
+        for tensor, base in pairs:
             tensor.mul_(finetuned_weight).add_(base.to(tensor.device, tensor.dtype), alpha=1.0 - finetuned_weight)
-            blended += 1
-    return blended
+    return len(pairs)
 
 
 def build_training_dataset(
@@ -344,7 +351,7 @@ def train_model(
     if config.finetuned_weight < 1.0:
         base_state = load_model(base_model, device="cpu").state_dict()
         blended = interpolate_weights(model, base_state, config.finetuned_weight)
-        log.info("saved weights = %.2f x fine-tuned + %.2f x base (%d tensors, train.finetuned_weight)",
+        log.info("saved weights = %g x fine-tuned + %g x base (%d tensors, train.finetuned_weight)",
                  config.finetuned_weight, 1.0 - config.finetuned_weight, blended)
     model.save(str(output_dir))
     (live_dir / "plots" / "metrics").mkdir(parents=True, exist_ok=True)  # declared output, even with no curve
@@ -357,7 +364,6 @@ def train_model(
         "examples": len(dataset),
         "final_loss": round(float(history[-1]["loss"]), 5) if history else None,
         "mean_loss": round(float(result.training_loss), 5),
-        "finetuned_weight": config.finetuned_weight,
         "device": device,
     }
 
