@@ -9,7 +9,8 @@ the record only:
     python bench/weight_interpolation.py --weights 1.0 0.8 0.6 --qrels data/split/dev.tsv data/split/test.tsv
 
 A blend of a model trained with `train.finetuned_weight` < 1 is a blend of a blend: point `--model` at a model
-trained with the default 1.0, from the base model named in params.yaml (`model.base`). Prints one JSON line per weight and appends it to ``--output`` if given.
+trained with the default 1.0, from the base model named in params.yaml (`model.base`). Prints one JSON line
+per weight and appends it to ``--output`` if given.
 """
 
 from __future__ import annotations
