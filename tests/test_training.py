@@ -254,3 +254,41 @@ def test_train_model_saves_the_blended_weights(tmp_path) -> None:
     for name, tensor in base.items():
         if tensor.is_floating_point():
             torch.testing.assert_close(saved[name], tensor, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("value", [0, 8, 100.5, True, "128"])
+def test_train_max_seq_length_must_be_a_whole_number_of_at_least_16_or_null(value: object) -> None:
+    with pytest.raises(ConfigError, match="train.max_seq_length"):
+        TrainConfig.from_params({"max_seq_length": value}, seed=1)
+
+
+def test_train_max_seq_length_cuts_training_texts_only(tmp_path, monkeypatch) -> None:
+    """Texts are cut to train.max_seq_length while training; the saved model keeps the encoding limit."""
+    from datasets import Dataset
+
+    import embedtune.models
+    from embedtune.training import train_model
+
+    longest: list[int] = []
+    real_load = embedtune.models.load_model
+
+    def load_and_watch(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        preprocess = model.preprocess
+
+        def watched(texts, *a, **k):
+            features = preprocess(texts, *a, **k)
+            longest.append(int(features["input_ids"].shape[1]))
+            return features
+
+        model.preprocess = watched
+        return model
+
+    monkeypatch.setattr(embedtune.models, "load_model", load_and_watch)
+    long_text = " ".join(["the trial measured blood pressure in adults"] * 20)  # well over 64 tokens
+    dataset = Dataset.from_dict({"anchor": ["does aspirin matter?", "does insulin matter?"],
+                                 "positive": [f"Aspirin. {long_text}", f"Insulin. {long_text}"]})
+    config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "max_seq_length": 16}, seed=1)
+    train_model(BASE, dataset, config, tmp_path / "model", tmp_path / "live", max_seq_length=64)
+    assert longest and max(longest) == 16
+    assert real_load(tmp_path / "model").max_seq_length == 64

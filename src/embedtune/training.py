@@ -66,6 +66,10 @@ class TrainConfig:
     # WiSE-FT (Wortsman et al., 2022): the saved model is finetuned_weight x the fine-tuned weights +
     # (1 - finetuned_weight) x the base model's, tensor by tensor. 1.0 saves the weights as trained.
     finetuned_weight: float = 1.0
+    # Token limit for the texts during training only (None: model.max_seq_length, the one used for encoding).
+    # A training row holds two 256-token documents, so a shorter limit makes a step much cheaper; the saved
+    # model keeps the encoding limit.
+    max_seq_length: int | None = None
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -93,6 +97,10 @@ class TrainConfig:
             if value is not None and not 0.0 <= value < 1.0:
                 raise ConfigError(f"train.{name} must be null (the model's own) or in [0, 1), got {value!r}")
         config._check_loss_terms()
+        length = config.max_seq_length
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 16):
+            raise ConfigError(f"train.max_seq_length must be null (model.max_seq_length) or a whole number >= 16, "
+                              f"got {length!r}")
         weight = config.finetuned_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 < weight <= 1.0:
             raise ConfigError(f"train.finetuned_weight must be in (0, 1] (1: the fine-tuned weights as trained; "
@@ -306,6 +314,11 @@ def train_model(
     torch.set_num_threads(os.cpu_count() or 1)
     device = pick_device(device)
     model = load_model(base_model, device=device, max_seq_length=max_seq_length)
+    encode_length = model.max_seq_length
+    if config.max_seq_length is not None:
+        model.max_seq_length = config.max_seq_length
+        log.info("training on texts cut to %d tokens (train.max_seq_length); the saved model encodes up to %d",
+                 config.max_seq_length, encode_length)
     changed = set_dropout(model, attention=config.attention_dropout, hidden=config.hidden_dropout)
     if any(changed.values()):
         log.info("dropout set: attention %s on %d modules, hidden %s on %d modules", config.attention_dropout,
@@ -348,6 +361,7 @@ def train_model(
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
+    model.max_seq_length = encode_length
     if config.finetuned_weight < 1.0:
         base_state = load_model(base_model, device="cpu").state_dict()
         blended = interpolate_weights(model, base_state, config.finetuned_weight)
