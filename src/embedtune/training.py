@@ -38,6 +38,11 @@ HARDNESS_MODES = ("in_batch_negatives", "hard_negatives", "all_negatives")
 CURVES = {"loss", "grad_norm", "learning_rate"}
 
 
+def _is_whole_number(value: Any, *, minimum: int) -> bool:
+    """An int (not a bool, not a float) of at least ``minimum``: YAML turns `yes` into True and 1.5 stays a float."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: float = 2
@@ -89,8 +94,7 @@ class TrainConfig:
             raise ConfigError(f"train.loss must be one of {LOSSES}, got {config.loss!r}")
         if config.batch_size < 2:
             raise ConfigError("train.batch_size must be at least 2 (in-batch negatives need company)")
-        if config.max_steps is not None and (isinstance(config.max_steps, bool) or not isinstance(config.max_steps, int)
-                                             or config.max_steps < 1):
+        if config.max_steps is not None and not _is_whole_number(config.max_steps, minimum=1):
             raise ConfigError(f"train.max_steps must be null (no cap) or a whole number >= 1, got {config.max_steps!r}")
         for name in ("attention_dropout", "hidden_dropout"):
             value = getattr(config, name)
@@ -98,7 +102,7 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be null (the model's own) or in [0, 1), got {value!r}")
         config._check_loss_terms()
         length = config.max_seq_length
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 16):
+        if length is not None and not _is_whole_number(length, minimum=16):
             raise ConfigError(f"train.max_seq_length must be null (model.max_seq_length) or a whole number >= 16, "
                               f"got {length!r}")
         weight = config.finetuned_weight
