@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from embedtune.data import read_qrels, read_queries, write_json_atomic
-from embedtune.embeddings import load_embeddings
+from embedtune.embeddings import load_embeddings, matching_precision
 from embedtune.evaluation import evaluate_model, summarize
 from embedtune.models import load_model
 from embedtune.reports import write_per_query
@@ -20,14 +20,14 @@ def main() -> None:
     parser.add_argument("per_query", type=Path)
     args = parser.parse_args()
     params = load_params()
-    corpus_ids, corpus_vectors, _ = load_embeddings(args.embeddings)
+    corpus_ids, corpus_vectors, corpus_meta = load_embeddings(args.embeddings)
     queries = read_queries(args.queries)
     qrels = read_qrels(args.test_qrels, corpus_ids, queries)
     model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
     per_query, _ = evaluate_model(
         model, {q: v.text for q, v in queries.items()}, qrels, corpus_ids, corpus_vectors,
         top_k=get(params, "evaluate.top_k"), batch_size=get(params, "encode.batch_size"),
-        precision=get(params, "encode.precision"),
+        precision=matching_precision(get(params, "encode.precision"), corpus_meta),
     )
     summary = summarize(per_query)
     write_per_query(args.per_query, per_query, queries)

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from embedtune.data import atomic_directory, read_corpus
-from embedtune.embeddings import encode, resolve_precision, save_embeddings
+from embedtune.embeddings import choose_encode_precision, encode, save_embeddings
 from embedtune.models import load_model
 from embedtune.stage import get, load_params, log, run_stage
 
@@ -20,12 +20,12 @@ def main() -> None:
     model_spec = args.model or get(params, "model.base")
     model = load_model(model_spec, max_seq_length=get(params, "model.max_seq_length"))
     corpus = read_corpus(args.corpus)
-    precision = get(params, "encode.precision")
+    texts = [d.full_text for d in corpus.values()]
+    precision = choose_encode_precision(model, texts, get(params, "encode.precision"))
     started = time.perf_counter()
-    vectors = encode(model, [d.full_text for d in corpus.values()], batch_size=get(params, "encode.batch_size"),
-                     precision=precision)
+    vectors = encode(model, texts, batch_size=get(params, "encode.batch_size"), precision=precision)
     seconds = time.perf_counter() - started
-    meta = {"model": str(model_spec), "precision": resolve_precision(precision, str(model.device)), "max_seq_length": model.max_seq_length,
+    meta = {"model": str(model_spec), "precision": precision, "max_seq_length": model.max_seq_length,
             "encode_seconds": round(seconds, 1)}
     with atomic_directory(args.output) as staging:
         save_embeddings(staging, list(corpus), vectors, meta)

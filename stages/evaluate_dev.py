@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from embedtune.data import read_qrels, read_queries, write_json_atomic
-from embedtune.embeddings import load_embeddings
+from embedtune.embeddings import load_embeddings, matching_precision
 from embedtune.evaluation import dev_summary, evaluate_model
 from embedtune.models import load_model
 from embedtune.stage import get, load_params, log, run_stage
@@ -26,20 +26,20 @@ def main() -> None:
     params = load_params()
     queries = read_queries(args.queries)
     texts = {q: v.text for q, v in queries.items()}
-    settings = {"top_k": get(params, "evaluate.top_k"), "batch_size": get(params, "encode.batch_size"),
-                "precision": get(params, "encode.precision")}
+    settings = {"top_k": get(params, "evaluate.top_k"), "batch_size": get(params, "encode.batch_size")}
     per_model = {}
     for name, model_spec, embeddings in (
         ("base", get(params, "model.base"), args.base_embeddings),
         ("finetuned", args.model, args.finetuned_embeddings),
     ):
-        corpus_ids, corpus_vectors, _ = load_embeddings(embeddings)
+        corpus_ids, corpus_vectors, corpus_meta = load_embeddings(embeddings)
         qrels = read_qrels(args.dev_qrels, corpus_ids, queries)
         if not qrels:
             per_model[name] = {}
             continue
         model = load_model(model_spec, max_seq_length=get(params, "model.max_seq_length"))
-        per_model[name], _ = evaluate_model(model, texts, qrels, corpus_ids, corpus_vectors, **settings)
+        per_model[name], _ = evaluate_model(model, texts, qrels, corpus_ids, corpus_vectors, **settings,
+                                            precision=matching_precision(get(params, "encode.precision"), corpus_meta))
     summary = dev_summary(per_model["base"], per_model["finetuned"])
     write_json_atomic(args.metrics, summary)
     log.info("dev: %s", summary)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from embedtune.data import atomic_directory, iter_jsonl, read_qrels, read_queries, write_json_atomic, write_jsonl
-from embedtune.embeddings import encode, load_embeddings
+from embedtune.embeddings import encode, load_embeddings, matching_precision
 from embedtune.mining import examples_to_records, mine_hard_negatives, weight_examples
 from embedtune.models import load_model
 from embedtune.prepare import read_negatives
@@ -24,13 +24,13 @@ def main() -> None:
     parser.add_argument("metrics", type=Path)
     args = parser.parse_args()
     params = load_params()
-    corpus_ids, corpus_vectors, _ = load_embeddings(args.embeddings)
+    corpus_ids, corpus_vectors, corpus_meta = load_embeddings(args.embeddings)
     queries = read_queries(args.queries)
     qrels = read_qrels(args.train_qrels, corpus_ids, queries)
     query_ids = sorted(qrels)
     model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
     query_vectors = encode(model, [queries[q].text for q in query_ids], batch_size=get(params, "encode.batch_size"),
-                           precision=get(params, "encode.precision"))
+                           precision=matching_precision(get(params, "encode.precision"), corpus_meta))
     options = {
         "num_negatives": get(params, "mine.num_negatives"),
         "range_min": get(params, "mine.range_min"),

@@ -14,7 +14,7 @@ import numpy as np
 
 from embedtune import index
 from embedtune.data import read_corpus, read_qrels, read_queries, write_json_atomic
-from embedtune.embeddings import encode, load_embeddings
+from embedtune.embeddings import encode, load_embeddings, matching_precision
 from embedtune.evaluation import search as exact_search
 from embedtune.models import load_model
 from embedtune.promotion import decide
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     args = parser.parse_args()
     params = load_params()
-    ids, vectors, _ = load_embeddings(args.embeddings)
+    ids, vectors, corpus_meta = load_embeddings(args.embeddings)
     corpus = read_corpus(args.corpus)
     comparison = json.loads(args.comparison.read_text(encoding="utf-8"))
     fingerprint = index.model_fingerprint(args.model)
@@ -71,7 +71,8 @@ def main() -> None:
         qids = sorted(read_qrels(args.test_qrels, ids, queries))
         model = load_model(args.model)
         qvecs = encode(model, [queries[q].text for q in qids], batch_size=get(params, "encode.batch_size"),
-                       precision=get(params, "encode.precision"), show_progress=False)
+                       precision=matching_precision(get(params, "encode.precision"), corpus_meta),
+                       show_progress=False)
         exact = exact_search(qids, qvecs, ids, vectors, top_k=k)
         latencies, overlap = [], []
         for row, qid in enumerate(qids):

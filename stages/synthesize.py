@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from embedtune.data import atomic_directory, read_corpus, read_qrels, write_json_atomic, write_jsonl
-from embedtune.embeddings import encode, load_embeddings, save_embeddings
+from embedtune.embeddings import encode, load_embeddings, matching_precision, save_embeddings
 from embedtune.errors import ConfigError
 from embedtune.models import load_model
 from embedtune.stage import get, load_params, log, run_stage
@@ -50,9 +50,9 @@ def main() -> None:
             docs = sorted(rng.sample(docs, cap), key=lambda d: d.id)
         queries = _generator(params).generate(docs, get(params, "synthetic.per_document"))
         model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
+        corpus_ids, corpus_vectors, corpus_meta = load_embeddings(args.embeddings)
         vectors = encode(model, [q.text for q in queries], batch_size=get(params, "encode.batch_size"),
-                         precision=get(params, "encode.precision"))
-        corpus_ids, corpus_vectors, _ = load_embeddings(args.embeddings)
+                         precision=matching_precision(get(params, "encode.precision"), corpus_meta))
         kept, _ = round_trip_filter(queries, vectors, corpus_ids, corpus_vectors,
                                         top_k=get(params, "synthetic.round_trip_top_k"))
         keep = {id(q) for q in kept}
