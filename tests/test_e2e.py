@@ -77,6 +77,9 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert reindex["rows"] == data["documents_out"] and reindex["created"] is True
     assert reindex["hnsw_recall@10"] >= 0.9 and reindex["query_p50_ms"] > 0
     assert reindex["serving"] == reindex["promoted"]
+    for model in ("base", "finetuned"):  # encode.precision auto is resolved (by measuring) in the embed stage
+        meta = json.loads((root / "data" / "embeddings" / model / "meta.json").read_text())
+        assert meta["precision"] in {"fp32", "bf16"} and meta["rows"] == data["documents_out"]
 
     assert ran(sh(["dvc", "repro"], root, env)) == set()
     sh(["git", "add", "-A"], root, env)
