@@ -7,7 +7,7 @@ Run after `dvc repro` (it reads data/mined and data/prepared):
 
     python bench/train_precision.py [--rounds 3] [--max-seq-length 128] [--batch-size 32] [--output FILE]
 
-Why: bf16 autocast halved encode time on the AMD EPYC and the AMX Xeon but slowed it 1.5x on a Xeon VM without
+Why: bf16 autocast halved encode time on the AMD EPYC and the AMX Xeon but slowed it 1.4x on a Xeon VM without
 AMX, so whether `train.precision: auto` (bf16 on CPUs that report native bf16) is the faster choice depends on
 the machine. This prints the answer for the one it runs on.
 """
