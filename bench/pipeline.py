@@ -104,7 +104,11 @@ def main() -> None:
             if args.overrides:
                 subprocess.run([sys.executable, "-m", "embedtune.config", *args.overrides], cwd=root, env=env,
                                check=True)
+            # A commit, not just `git init`: dvclive (the train stage's curves) fails in a repository without one.
             subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+            subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+            subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm",
+                            "benchmark copy"], cwd=root, check=True)
         started = time.perf_counter()
         run = subprocess.run(["dvc", "repro", *(["--force"] if args.in_place else [])], cwd=root, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)  # one stream: keeps order
