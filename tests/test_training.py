@@ -292,3 +292,30 @@ def test_train_max_seq_length_cuts_training_texts_only(tmp_path, monkeypatch) ->
     train_model(BASE, dataset, config, tmp_path / "model", tmp_path / "live", max_seq_length=64)
     assert longest and max(longest) == 16
     assert real_load(tmp_path / "model").max_seq_length == 64
+
+
+def test_train_model_writes_curves_in_a_git_repository_without_a_commit(tmp_path, monkeypatch) -> None:
+    """`git init` on a copy of the project and `dvc repro` before the first commit: training must still log.
+
+    dvclive 3.x raised scmrepo's "Empty git repo" here, after the upstream stages had already run.
+    """
+    import json
+    import subprocess
+
+    from datasets import Dataset
+
+    from embedtune.training import train_model
+
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    monkeypatch.chdir(project)
+    dataset = Dataset.from_dict({
+        "anchor": ["does aspirin matter?", "does insulin matter?"],
+        "positive": ["A study of aspirin.", "A study of insulin."],
+    })
+    config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "max_steps": 1, "logging_steps": 1}, seed=1)
+    train_model(BASE, dataset, config, project / "model", project / "live", max_seq_length=32)
+    loss_curve = project / "live" / "plots" / "metrics" / "train" / "loss.tsv"
+    assert loss_curve.read_text().splitlines()[0].split("\t") == ["step", "loss"]
+    assert json.loads((project / "live" / "metrics.json").read_text())["step"] == 1

@@ -252,15 +252,40 @@ def _precision_flags(precision: str, device: str) -> dict[str, bool]:
     raise ConfigError(f"train.precision must be auto, fp32, bf16 or fp16, got {precision!r}")
 
 
-def _dvclive_callback(live_dir: Path):
+def open_live(live_dir: Path) -> Any:
+    """A dvclive logger writing to ``live_dir`` that leaves dvc.yaml and experiments alone.
+
+    The plots are declared in dvc.yaml, so dvclive must not edit it, and the run is already a
+    stage of ``dvc repro`` / ``dvc exp run``, so dvclive must not save an experiment of its own.
+    dvclive 3.x asks git for HEAD before it checks that the repository has a commit, so in a
+    fresh ``git init`` without one it raises scmrepo's "Empty git repo"; the curves do not need
+    git, so there they are written without dvclive's repository integration.
+    """
     from dvclive import Live
+    from scmrepo.exceptions import SCMError
+
+    options = {"dir": str(live_dir), "save_dvc_exp": False, "dvcyaml": None, "report": None}
+    try:
+        return Live(**options)
+    except SCMError as error:
+        log.warning("dvclive could not read the git repository (%s): training curves are written to %s "
+                    "without dvclive's git integration", error, live_dir)
+
+    class RepositoryFreeLive(Live):
+        def _init_dvc(self) -> None:
+            self._dvc_file = "dvc.yaml"  # only a name: dvcyaml=None means dvclive never writes it
+
+    return RepositoryFreeLive(**options)
+
+
+def _dvclive_callback(live_dir: Path):
     from transformers import TrainerCallback
 
     class DVCLiveLogger(TrainerCallback):
-        """Training curves to dvclive (plots declared in dvc.yaml, so dvclive must not edit it)."""
+        """Training curves to dvclive (see ``open_live``)."""
 
         def __init__(self) -> None:
-            self.live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+            self.live = open_live(live_dir)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs:
