@@ -47,7 +47,7 @@ def run(spec: str, deadline: float, base_embeddings: Path) -> str:
     times = {}
     with open(work / "log.txt", "w") as log:
         for stage in STAGES:
-            python, script, *args = shlex.split(COMMANDS[stage])
+            _python, script, *args = shlex.split(COMMANDS[stage])
             started = time.time()
             rc = subprocess.call([sys.executable, str(ROOT / script), *args], cwd=work, stdout=log,
                                  stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="2"))
