@@ -1,12 +1,22 @@
-"""mine: hard negatives for every training pair from the base model's ranking (reusing its corpus vectors)."""
+"""mine: hard negatives for every training pair from the base model's ranking (reusing its corpus vectors),
+BM25's, or both fused (``mine.ranker``)."""
 
 import argparse
 import random
 from dataclasses import replace
 from pathlib import Path
 
-from embedtune.data import atomic_directory, iter_jsonl, read_qrels, read_queries, write_json_atomic, write_jsonl
+from embedtune.data import (
+    atomic_directory,
+    iter_jsonl,
+    read_corpus,
+    read_qrels,
+    read_queries,
+    write_json_atomic,
+    write_jsonl,
+)
 from embedtune.embeddings import encode, load_embeddings, matching_precision
+from embedtune.lexical import bm25_rankings
 from embedtune.mining import examples_to_records, mine_hard_negatives, weight_examples
 from embedtune.models import load_model
 from embedtune.prepare import read_negatives
@@ -16,6 +26,7 @@ from embedtune.stage import get, load_params, log, run_stage
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("embeddings", type=Path, help="base model corpus embeddings (embed stage)")
+    parser.add_argument("corpus", type=Path, help="prepared corpus.jsonl (BM25 rankings, mine.ranker bm25/fused)")
     parser.add_argument("queries", type=Path)
     parser.add_argument("negatives", type=Path, help="explicit negatives from the data (prepare stage)")
     parser.add_argument("train_qrels", type=Path)
@@ -40,17 +51,31 @@ def main() -> None:
         "sampling": get(params, "mine.sampling"),
         "extend_window": get(params, "mine.extend_window"),
         "seed": get(params, "seed"),
+        "ranker": get(params, "mine.ranker", "dense"),
     }
+    rank_lexically = None
+    if options["ranker"] != "dense":
+        corpus = read_corpus(args.corpus)
+        corpus_texts = [corpus[d].full_text for d in corpus_ids]
+
+        def rank_lexically(texts: list[str]) -> list[list[int]]:
+            return bm25_rankings(corpus_texts, texts, depth=options["range_max"])
+
     explicit = read_negatives(args.negatives)
-    labelled, stats = mine_hard_negatives(qrels, query_ids, query_vectors, corpus_ids, corpus_vectors,
-                                          explicit_negatives=explicit, **options)
+    labelled, stats = mine_hard_negatives(
+        qrels, query_ids, query_vectors, corpus_ids, corpus_vectors, explicit_negatives=explicit,
+        lexical_rankings=rank_lexically([queries[q].text for q in query_ids]) if rank_lexically else None,
+        **options)
     synthetic = [r for _, r in iter_jsonl(args.synthetic / "queries.jsonl")]
     synthetic_examples = []
     if synthetic:
         syn_ids, syn_vectors, _ = load_embeddings(args.synthetic / "embeddings")
         by_id = {r["_id"]: r for r in synthetic}
         syn_qrels = {r["_id"]: {r["doc_id"]: 1} for r in synthetic}
-        mined, syn_stats = mine_hard_negatives(syn_qrels, syn_ids, syn_vectors, corpus_ids, corpus_vectors, **options)
+        mined, syn_stats = mine_hard_negatives(
+            syn_qrels, syn_ids, syn_vectors, corpus_ids, corpus_vectors,
+            lexical_rankings=rank_lexically([by_id[q]["text"] for q in syn_ids]) if rank_lexically else None,
+            **options)
         synthetic_examples = [replace(e, source="synthetic", query_text=by_id[e.query_id]["text"],
                                       positive_text=by_id[e.query_id].get("positive_text")) for e in mined]
         stats = {"labelled": stats, "synthetic": syn_stats}

@@ -10,6 +10,10 @@ close to the positive is probably an unjudged relevant document (a *false negati
 ``relative_margin`` 0.05 keeps a candidate only if ``score <= positive_score * 0.95``. When the window holds
 too few candidates below that ceiling (the positive itself ranks low), ``extend_window`` looks further down
 the ranking rather than dropping the pair.
+
+``ranker`` chooses whose ranking the window is taken from: ``dense`` (the base model), ``bm25``
+(``embedtune.lexical``) or ``fused`` (reciprocal rank fusion of the two top-``range_max`` lists). The
+false-negative margin always compares the base model's scores, whichever ranking proposed the candidate.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 
 from embedtune.data import Qrels
 from embedtune.errors import ConfigError
+from embedtune.lexical import RANKERS, reciprocal_rank_fusion
 
 
 @dataclass(frozen=True)
@@ -52,10 +57,20 @@ def mine_hard_negatives(
     extend_window: bool = True,
     explicit_negatives: Mapping[str, set[str]] | None = None,
     seed: int = 42,
+    ranker: str = "dense",
+    lexical_rankings: Sequence[Sequence[int]] | None = None,
 ) -> tuple[list[MinedExample], dict[str, int]]:
-    """Return one example per relevant (query, document) pair and counts of candidates kept/dropped."""
+    """Return one example per relevant (query, document) pair and counts of candidates kept/dropped.
+
+    ``lexical_rankings`` (needed unless ``ranker`` is ``dense``): per row of ``query_ids``, corpus indices
+    best first, as ``embedtune.lexical.bm25_rankings`` returns them.
+    """
     if sampling not in ("top", "random"):
         raise ConfigError(f"mine.sampling must be 'top' or 'random', got {sampling!r}")
+    if ranker not in RANKERS:
+        raise ConfigError(f"mine.ranker must be one of {', '.join(RANKERS)}, got {ranker!r}")
+    if ranker != "dense" and (lexical_rankings is None or len(lexical_rankings) != len(query_ids)):
+        raise ValueError(f"ranker {ranker!r} needs one lexical ranking per query")
     if not 0 <= range_min < range_max:
         raise ConfigError(f"mine.range_min ({range_min}) must be >= 0 and below mine.range_max ({range_max})")
     if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 0:
@@ -88,8 +103,14 @@ def mine_hard_negatives(
         judged = torch.tensor([doc_index[d] for d in qrels[qid] if d in doc_index], dtype=torch.long)
         ranked_scores = scores.clone()
         ranked_scores[judged] = float("-inf")  # no judged document can be a negative
-        top_scores, top_indices = torch.topk(ranked_scores, k=min(window, len(corpus_ids) - len(judged)))
-        candidates = list(zip(top_indices.tolist(), top_scores.tolist()))[range_min:]
+        top_indices = torch.topk(ranked_scores, k=min(window, len(corpus_ids) - len(judged))).indices
+        if ranker == "dense":
+            order = top_indices.tolist()
+        else:
+            judged_set = set(judged.tolist())
+            lexical = [i for i in lexical_rankings[row] if i not in judged_set][:window]
+            order = lexical if ranker == "bm25" else reciprocal_rank_fusion([top_indices.tolist(), lexical])[:window]
+        candidates = [(i, float(scores[i])) for i in order][range_min:]
         beyond: list[tuple[int, float]] | None = None
         given = sorted(d for d in (explicit_negatives or {}).get(qid, ()) if d in doc_index and d not in relevant)
         given_scored = [(doc_index[d], float(scores[doc_index[d]])) for d in given]
@@ -115,7 +136,9 @@ def mine_hard_negatives(
                 if beyond is None:
                     order = torch.argsort(ranked_scores, descending=True)[window:]
                     beyond = [(i, float(ranked_scores[i])) for i in order.tolist() if ranked_scores[i] > float("-inf")]
-                extra = [(i, s) for i, s in beyond if s <= ceiling][: num_negatives - len(kept) - len(given_scored)]
+                taken = {i for i, _ in kept}
+                extra = [(i, s) for i, s in beyond if s <= ceiling and i not in taken]
+                extra = extra[: num_negatives - len(kept) - len(given_scored)]
                 if extra:
                     stats["pairs_window_extended"] += 1
                     kept = kept + extra
