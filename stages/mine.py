@@ -16,7 +16,7 @@ from embedtune.data import (
     write_jsonl,
 )
 from embedtune.embeddings import encode, load_embeddings, matching_precision
-from embedtune.lexical import bm25_rankings
+from embedtune.lexical import BM25Ranker
 from embedtune.mining import examples_to_records, mine_hard_negatives, weight_examples
 from embedtune.models import load_model
 from embedtune.prepare import read_negatives
@@ -53,18 +53,18 @@ def main() -> None:
         "seed": get(params, "seed"),
         "ranker": get(params, "mine.ranker", "dense"),
     }
-    rank_lexically = None
+    bm25 = None
     if options["ranker"] != "dense":
         corpus = read_corpus(args.corpus)
-        corpus_texts = [corpus[d].full_text for d in corpus_ids]
+        bm25 = BM25Ranker([corpus[d].full_text for d in corpus_ids])
 
-        def rank_lexically(texts: list[str]) -> list[list[int]]:
-            return bm25_rankings(corpus_texts, texts, depth=options["range_max"])
+    def rank_lexically(texts: list[str]) -> list[list[int]] | None:
+        return bm25.rank(texts, depth=options["range_max"]) if bm25 else None
 
     explicit = read_negatives(args.negatives)
     labelled, stats = mine_hard_negatives(
         qrels, query_ids, query_vectors, corpus_ids, corpus_vectors, explicit_negatives=explicit,
-        lexical_rankings=rank_lexically([queries[q].text for q in query_ids]) if rank_lexically else None,
+        lexical_rankings=rank_lexically([queries[q].text for q in query_ids]),
         **options)
     synthetic = [r for _, r in iter_jsonl(args.synthetic / "queries.jsonl")]
     synthetic_examples = []
@@ -74,7 +74,7 @@ def main() -> None:
         syn_qrels = {r["_id"]: {r["doc_id"]: 1} for r in synthetic}
         mined, syn_stats = mine_hard_negatives(
             syn_qrels, syn_ids, syn_vectors, corpus_ids, corpus_vectors,
-            lexical_rankings=rank_lexically([by_id[q]["text"] for q in syn_ids]) if rank_lexically else None,
+            lexical_rankings=rank_lexically([by_id[q]["text"] for q in syn_ids]),
             **options)
         synthetic_examples = [replace(e, source="synthetic", query_text=by_id[e.query_id]["text"],
                                       positive_text=by_id[e.query_id].get("positive_text")) for e in mined]

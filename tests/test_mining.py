@@ -116,12 +116,12 @@ def test_reciprocal_rank_fusion_sums_inverse_ranks_and_keeps_first_appearance_on
 
 
 def test_bm25_rankings_rank_shared_stemmed_terms_first_and_leave_out_documents_without_any() -> None:
-    from embedtune.lexical import bm25_rankings
+    from embedtune.lexical import BM25Ranker
 
     corpus = ["Vitamin D supplements and bone fractures in older adults.",
               "Aspirin lowers the risk of a second heart attack.",
               "Statins reduce cholesterol.",
               "Fracture healing is faster with vitamin supplementation."]
-    rankings = bm25_rankings(corpus, ["vitamin D prevents fractures", "aspirin heart attacks"], depth=4)
+    rankings = BM25Ranker(corpus).rank(["vitamin D prevents fractures", "aspirin heart attacks"], depth=4)
     assert set(rankings[0][:2]) == {0, 3} and 2 not in rankings[0]  # "fractures" ~ "Fracture" once stemmed
     assert rankings[1] == [1]

@@ -13,28 +13,31 @@ from collections.abc import Sequence
 RANKERS = ("dense", "bm25", "fused")
 
 
-def bm25_rankings(
-    corpus_texts: Sequence[str],
-    query_texts: Sequence[str],
-    *,
-    depth: int,
-) -> list[list[int]]:
-    """For each query, the indices of its ``depth`` best corpus texts by BM25, best first.
+class BM25Ranker:
+    """A BM25 index of the corpus, built once, ranking any number of query batches against it.
 
     Texts are lower-cased, stemmed (Snowball, English) and stripped of English stop words: the demo
-    domain and the base model are English. Documents with no term in common with the query are not ranked.
+    domain and the base model are English.
     """
-    import bm25s
-    import Stemmer
 
-    stemmer, stopwords = Stemmer.Stemmer("english"), "en"
-    corpus_tokens = bm25s.tokenize(list(corpus_texts), stopwords=stopwords, stemmer=stemmer, show_progress=False)
-    retriever = bm25s.BM25()
-    retriever.index(corpus_tokens, show_progress=False)
-    query_tokens = bm25s.tokenize(list(query_texts), stopwords=stopwords, stemmer=stemmer, show_progress=False)
-    depth = min(depth, len(corpus_texts))
-    documents, scores = retriever.retrieve(query_tokens, k=depth, show_progress=False, n_threads=1)
-    return [[int(d) for d, s in zip(row, row_scores) if s > 0] for row, row_scores in zip(documents, scores)]
+    def __init__(self, corpus_texts: Sequence[str]) -> None:
+        import bm25s
+        import Stemmer
+
+        self._bm25s, self._stemmer = bm25s, Stemmer.Stemmer("english")
+        self._size = len(corpus_texts)
+        self._retriever = bm25s.BM25()
+        self._retriever.index(self._tokenize(corpus_texts), show_progress=False)
+
+    def _tokenize(self, texts: Sequence[str]):
+        return self._bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False)
+
+    def rank(self, query_texts: Sequence[str], *, depth: int) -> list[list[int]]:
+        """For each query, the indices of its ``depth`` best corpus texts, best first; documents without
+        a term in common with the query are not ranked."""
+        documents, scores = self._retriever.retrieve(self._tokenize(query_texts), k=min(depth, self._size),
+                                                     show_progress=False, n_threads=1)
+        return [[int(d) for d, s in zip(row, row_scores) if s > 0] for row, row_scores in zip(documents, scores)]
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], *, k: int = 60) -> list[int]:

@@ -63,7 +63,7 @@ def mine_hard_negatives(
     """Return one example per relevant (query, document) pair and counts of candidates kept/dropped.
 
     ``lexical_rankings`` (needed unless ``ranker`` is ``dense``): per row of ``query_ids``, corpus indices
-    best first, as ``embedtune.lexical.bm25_rankings`` returns them.
+    best first, as ``embedtune.lexical.BM25Ranker.rank`` returns them.
     """
     if sampling not in ("top", "random"):
         raise ConfigError(f"mine.sampling must be 'top' or 'random', got {sampling!r}")
