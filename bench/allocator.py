@@ -23,8 +23,10 @@ from pathlib import Path
 import yaml
 
 CHILD = """
-import json, random, resource, sys, time
+import json, resource, sys, time
 from pathlib import Path
+sys.path.insert(0, "bench")
+from encode_options import sample_texts  # the same seeded sample as the other encode benchmarks
 from embedtune.data import read_dataset
 from embedtune.embeddings import encode
 from embedtune.models import load_model
@@ -32,10 +34,7 @@ from embedtune.stage import keep_freed_memory, offline_environment
 mode, source, base, max_len, documents, precision, batch_size = sys.argv[1:8]
 offline_environment()
 kept = keep_freed_memory() if mode == "kept" else False
-dataset = read_dataset(Path(source))
-ids = sorted(dataset.corpus)
-random.Random(0).shuffle(ids)
-texts = [dataset.corpus[i].full_text for i in ids[: int(documents)]]
+texts = sample_texts(read_dataset(Path(source)), int(documents))
 model = load_model(base)
 model.max_seq_length = int(max_len)
 encode(model, texts[:64], batch_size=int(batch_size), precision=precision, show_progress=False)
