@@ -319,3 +319,50 @@ def test_train_model_writes_curves_in_a_git_repository_without_a_commit(tmp_path
     loss_curve = project / "live" / "plots" / "metrics" / "train" / "loss.tsv"
     assert loss_curve.read_text().splitlines()[0].split("\t") == ["step", "loss"]
     assert json.loads((project / "live" / "metrics.json").read_text())["step"] == 1
+
+
+def _rows_with_negatives(count: int):
+    from datasets import Dataset
+
+    return Dataset.from_dict({
+        "anchor": ["q1", "q2"],
+        "positive": ["d1", "d2"],
+        **{f"negative_{k + 1}": [f"q1 n{k + 1}", f"q2 n{k + 1}"] for k in range(count)},
+    })
+
+
+@pytest.mark.parametrize(("epochs", "copies", "left"), [(3, 3, 1.0), (2, 2, 1.0), (4, 4, 1.0), (2.5, 3, 2.5 / 3)])
+def test_rotate_negatives_pairs_each_epoch_with_the_next_negative(epochs: float, copies: int, left: float) -> None:
+    from embedtune.training import rotate_negatives
+
+    rotated, epochs_left = rotate_negatives(_rows_with_negatives(3), epochs)
+    assert rotated.column_names == ["anchor", "positive", "negative_1"]
+    assert epochs_left == pytest.approx(left)
+    assert len(rotated) == 2 * copies  # the same optimizer steps as `epochs` over the two original rows
+    seen = {(a, n) for a, n in zip(rotated["anchor"], rotated["negative_1"])}
+    expected = {(q, f"{q} n{e % 3 + 1}") for e in range(copies) for q in ("q1", "q2")}
+    assert seen == expected  # epoch 4 comes back to the first negative
+    assert all(n.startswith(a) for a, n in zip(rotated["anchor"], rotated["negative_1"]))  # never mixed up
+
+
+@pytest.mark.parametrize("negatives", [0, 1])
+def test_rotate_negatives_without_several_negatives_is_a_config_error(negatives: int) -> None:
+    from embedtune.training import rotate_negatives
+
+    with pytest.raises(ConfigError, match="mine.num_negatives to 2 or more"):
+        rotate_negatives(_rows_with_negatives(negatives), 3)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_rotate_negatives_must_be_a_boolean(value: object) -> None:
+    with pytest.raises(ConfigError, match="train.rotate_negatives"):
+        TrainConfig.from_params({"rotate_negatives": value}, seed=1)
+
+
+def test_train_model_rotates_negatives_in_the_same_number_of_steps(tmp_path) -> None:
+    """Two rows with three negatives, batch 2, 3 epochs: 3 steps, as three plain epochs would take."""
+    from embedtune.training import train_model
+
+    config = TrainConfig.from_params({"epochs": 3, "batch_size": 2, "rotate_negatives": True}, seed=1)
+    stats = train_model(BASE, _rows_with_negatives(3), config, tmp_path / "model", tmp_path / "live", max_seq_length=16)
+    assert stats["steps"] == 3 and stats["examples"] == 6

@@ -75,6 +75,10 @@ class TrainConfig:
     # A training row holds two 256-token documents, so a shorter limit makes a step much cheaper; the saved
     # model keeps the encoding limit.
     max_seq_length: int | None = None
+    # With k mined negatives per example (mine.num_negatives = k >= 2), each epoch pairs an example with one of
+    # them in turn (epoch e: negative e mod k) instead of all k at once: k different hard negatives over k
+    # epochs at the cost per step of one.
+    rotate_negatives: bool = False
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -105,6 +109,8 @@ class TrainConfig:
         if length is not None and not _is_whole_number(length, minimum=16):
             raise ConfigError(f"train.max_seq_length must be null (model.max_seq_length) or a whole number >= 16, "
                               f"got {length!r}")
+        if not isinstance(config.rotate_negatives, bool):
+            raise ConfigError(f"train.rotate_negatives must be true or false, got {config.rotate_negatives!r}")
         weight = config.finetuned_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 < weight <= 1.0:
             raise ConfigError(f"train.finetuned_weight must be in (0, 1] (1: the fine-tuned weights as trained; "
@@ -237,6 +243,31 @@ def build_training_dataset(
     return HFDataset.from_dict(columns)
 
 
+def rotate_negatives(dataset: HFDataset, epochs: float) -> tuple[HFDataset, float]:
+    """One copy of ``dataset`` per epoch, copy e keeping only negative column e mod k, and the epochs left.
+
+    ``train.rotate_negatives``: rather than one row with k mined negatives (k + 2 texts through the model per
+    row), each of ``ceil(epochs)`` copies pairs every example with a single negative, taken in turn, so that
+    over k epochs an example meets each of its k negatives once at the cost per step of one. Returns the
+    copies concatenated and the epochs to train over them (``epochs / copies``: 1.0 for whole epochs), so
+    the number of optimizer steps is what ``epochs`` over the original rows would take.
+    """
+    from datasets import concatenate_datasets
+
+    negatives = [c for c in dataset.column_names if c.startswith("negative_")]
+    if len(negatives) < 2:
+        raise ConfigError(f"train.rotate_negatives takes turns among several mined negatives per example, but the "
+                          f"training rows have {len(negatives)}; set mine.num_negatives to 2 or more, or "
+                          "train.rotate_negatives to false")
+    copies = max(1, math.ceil(epochs))
+    parts = []
+    for epoch in range(copies):
+        keep = negatives[epoch % len(negatives)]
+        part = dataset.remove_columns([c for c in negatives if c != keep])
+        parts.append(part.rename_column(keep, "negative_1") if keep != "negative_1" else part)
+    return concatenate_datasets(parts), epochs / copies
+
+
 def _precision_flags(precision: str, device: str) -> dict[str, bool]:
     from embedtune.embeddings import resolve_precision
 
@@ -352,6 +383,12 @@ def train_model(
     if any(changed.values()):
         log.info("dropout set: attention %s on %d modules, hidden %s on %d modules", config.attention_dropout,
                  changed["attention"], config.hidden_dropout, changed["hidden"])
+    if config.rotate_negatives:
+        negatives = sum(c.startswith("negative_") for c in dataset.column_names)
+        dataset, epochs = rotate_negatives(dataset, config.epochs)
+        log.info("train.rotate_negatives: each epoch pairs an example with one of its %d mined negatives in turn "
+                 "(%d rows over %.3g epochs)", negatives, len(dataset), epochs)
+        config = replace(config, epochs=epochs)
     loss = build_loss(model, config)
 
     steps, capped = planned_steps(len(dataset), config)
