@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PROBE_MARGIN = 1.15  # bf16 must be this much faster than fp32 to be chosen: ties go to the exact one
 PROBE_TEXTS = 16
-FUSE_MIN_TEXTS = 256
-_FUSED_LOCK = threading.Lock()
 
 log = logging.getLogger(__name__)
 
@@ -121,66 +118,6 @@ def _autocast(model: SentenceTransformer, precision: str):
     return torch.autocast(device_type, dtype=dtype)
 
 
-def _fused_qkv_forward(self, hidden_states, attention_mask=None, cache=None, **kwargs):
-    """BertSelfAttention.forward (transformers 5) with the query, key and value projections as one matmul."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    if cache is not None or self.training:  # decoder caches and training take the library's own path
-        return self._unfused_forward(hidden_states, attention_mask, cache, **kwargs)
-    attention = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, None)
-    if attention is None:  # "eager": the library's own path
-        return self._unfused_forward(hidden_states, attention_mask, cache, **kwargs)
-    import torch.nn.functional as F
-
-    input_shape = hidden_states.shape[:-1]
-    qkv = F.linear(hidden_states, self._qkv_weight, self._qkv_bias)
-    qkv = qkv.view(*input_shape, 3, self.num_attention_heads, self.attention_head_size).permute(2, 0, 3, 1, 4)
-    output, weights = attention(self, qkv[0], qkv[1], qkv[2], attention_mask, dropout=0.0, scaling=self.scaling,
-                                **kwargs)
-    return output.reshape(*input_shape, -1).contiguous(), weights
-
-
-@contextlib.contextmanager
-def fused_qkv(model: SentenceTransformer, dtype=None):
-    """Compute each BERT self-attention's query, key and value projections as one matmul while encoding.
-
-    Why: under bf16 autocast each projection casts the layer's fp32 input to bf16 on its own; one fused
-    projection casts it once and runs one wider matmul, ~2.5% off a corpus encode on the 2-core EPYC, with the
-    same vectors to the bit (docs/performance.md). The fused weights are made on entry in ``dtype`` (the
-    autocast dtype, so autocast does not cast them per batch); every module gets its own forward back when the
-    last user leaves (encodes may run in several threads, as in the service). Models without BERT's
-    self-attention are encoded as they are. Yields how many modules run fused.
-    """
-    import torch
-    from transformers.models.bert.modeling_bert import BertSelfAttention
-
-    modules = [m for m in model.modules() if type(m) is BertSelfAttention
-               and all(isinstance(getattr(m, name, None), torch.nn.Linear) and getattr(m, name).bias is not None
-                       for name in ("query", "key", "value"))]
-    with _FUSED_LOCK:
-        for module in modules:
-            users = vars(module).get("_qkv_users", 0)
-            if not users:
-                layers = (module.query, module.key, module.value)
-                with torch.no_grad():
-                    weight = torch.cat([layer.weight for layer in layers])
-                    bias = torch.cat([layer.bias for layer in layers])
-                module._qkv_weight = weight if dtype is None else weight.to(dtype)
-                module._qkv_bias = bias if dtype is None else bias.to(dtype)
-                module._unfused_forward = module.forward
-                module.forward = _fused_qkv_forward.__get__(module)
-            module._qkv_users = users + 1
-    try:
-        yield len(modules)
-    finally:
-        with _FUSED_LOCK:
-            for module in modules:
-                module._qkv_users -= 1
-                if not module._qkv_users:
-                    for name in ("forward", "_unfused_forward", "_qkv_weight", "_qkv_bias", "_qkv_users"):
-                        vars(module).pop(name, None)
-
-
 def encode(
     model: SentenceTransformer,
     texts: Sequence[str],
@@ -188,20 +125,11 @@ def encode(
     batch_size: int = 64,
     precision: str = "fp32",
     show_progress: bool = True,
-    fuse: bool | None = None,
 ) -> np.ndarray:
-    """Unit-normalised float32 embeddings, one row per text (length-sorted batching is done by the library).
-
-    ``fuse``: run the attention projections fused (:func:`fused_qkv`, same vectors); None fuses for
-    ``FUSE_MIN_TEXTS`` texts or more, where it pays for building the fused weights (not for a served query).
-    """
+    """Unit-normalised float32 embeddings, one row per text (length-sorted batching is done by the library)."""
     import torch
 
-    autocast = _autocast(model, precision)
-    dtype = autocast.fast_dtype if isinstance(autocast, torch.autocast) else None
-    fused = fused_qkv(model, dtype) if (len(texts) >= FUSE_MIN_TEXTS if fuse is None else fuse) \
-        else contextlib.nullcontext(0)
-    with torch.inference_mode(), autocast, fused:
+    with torch.inference_mode(), _autocast(model, precision):
         vectors = model.encode(
             list(texts),
             batch_size=batch_size,
