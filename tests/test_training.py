@@ -78,11 +78,11 @@ def test_unknown_train_parameter_names_the_known_ones() -> None:
 @pytest.mark.parametrize(
     ("examples", "epochs", "max_steps", "expected"),
     [
-        (795, 2, 150, (50, False)),  # SciFact's default run: under the cap
-        (795, 2, None, (50, False)),
-        (110_000, 2, 150, (150, True)),  # a large domain: capped
-        (110_000, 2, None, (6876, False)),
-        (10, 0.5, 150, (1, False)),  # fractional epochs still take a step
+        (795, 3, 300, (150, False)),  # SciFact's default run (batch 16): under the cap
+        (795, 3, None, (150, False)),
+        (110_000, 3, 300, (300, True)),  # a large domain: capped
+        (110_000, 3, None, (20_625, False)),
+        (10, 0.5, 300, (1, False)),  # fractional epochs still take a step
     ],
 )
 def test_planned_steps_caps_only_runs_longer_than_max_steps(
