@@ -132,6 +132,8 @@ def test_train_model_stops_at_max_steps(tmp_path) -> None:
         ({"hardness_strength": 5}, "without a train.hardness_mode"),  # a strength that would do nothing
         ({"directions": True}, "train.directions"),
         ({"directions": {"query_to_doc": 1}}, "train.directions"),
+        ({"loss": "gist", "directions": ["query_to_doc", "doc_to_query"]}, "train.loss=gist"),
+        ({"loss": "gist", "hardness_mode": "in_batch_negatives", "hardness_strength": 5}, "train.loss=gist"),
     ],
 )
 def test_invalid_loss_terms_are_config_errors(params: dict, field: str) -> None:
@@ -474,3 +476,40 @@ def test_model_card_states_the_averaging(tmp_path) -> None:
 
     write_model_card(tmp_path, base_model=BASE, data={}, params={"train": {"average_epochs": 2}}, metrics={})
     assert "mean of the last 2 epochs' ends" in (tmp_path / "README.md").read_text()
+
+
+def _loss_value(loss: object, model: object, columns: list[list[str]]) -> float:
+    import torch
+
+    features = [model.preprocess(texts) for texts in columns]
+    with torch.no_grad():
+        return float(loss(features, None))
+
+
+def test_gist_drops_an_in_batch_candidate_the_guide_scores_above_the_positive() -> None:
+    """Two claims whose abstracts are the same text but for a full stop: for plain MNRL each is the other's
+    negative (a false negative, loss about log 2); the guide (the base model) scores it as high as the own
+    positive, so GIST leaves it out of the softmax and the loss is about 0."""
+    from sentence_transformers.sentence_transformer.losses import GISTEmbedLoss
+
+    from embedtune.training import build_loss
+
+    model, guide = load_model(BASE), load_model(BASE)
+    columns = [["Does aspirin lower fever in children?", "Is aspirin an antipyretic for kids?"],
+               ["Aspirin lowers fever in children within two hours.", "Aspirin lowers fever in children within two hours"]]
+    mnrl = build_loss(model, TrainConfig.from_params({}, seed=1))
+    gist = build_loss(model, TrainConfig.from_params({"loss": "gist"}, seed=1), guide)
+    assert isinstance(gist, GISTEmbedLoss) and gist.guide is guide and gist.temperature == pytest.approx(0.05)
+    assert _loss_value(mnrl, model, columns) > 0.5
+    assert _loss_value(gist, model, columns) < 0.05
+
+
+def test_train_model_with_gist_runs_with_one_mined_negative_per_row(tmp_path) -> None:
+    from embedtune.training import train_model
+
+    config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "loss": "gist", "warmup_ratio": 0.0,
+                                      "learning_rate": 1e-3}, seed=1)
+    stats = train_model(BASE, _rows_with_negatives(1), config, tmp_path / "model", tmp_path / "live", max_seq_length=16)
+    assert stats["steps"] == 1 and stats["final_loss"] is not None
+    with pytest.raises(ConfigError, match="one mined negative per row"):
+        train_model(BASE, _rows_with_negatives(2), config, tmp_path / "model2", tmp_path / "live2")

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOSSES = ("mnrl", "cached_mnrl")
+# gist: GISTEmbed (Solatorio, 2024): MNRL whose in-batch and mined negatives are dropped from the softmax when a
+# frozen guide (here the base model) scores them above the pair's own positive: likely false negatives.
+LOSSES = ("mnrl", "cached_mnrl", "gist")
 # The similarity terms an MNRL softmax can contrast (sentence-transformers' ``directions``): query_to_doc is the
 # classic InfoNCE term; adding doc_to_query makes it symmetric; all four is GTE's "improved contrastive loss".
 DIRECTIONS = ("query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc")
@@ -155,6 +157,11 @@ class TrainConfig:
         if isinstance(self.hardness_strength, bool) or not isinstance(self.hardness_strength, (int, float)) \
                 or not math.isfinite(self.hardness_strength) or self.hardness_strength < 0:
             raise ConfigError(f"train.hardness_strength must be a finite number >= 0, got {self.hardness_strength!r}")
+        if self.loss == "gist" and (self.directions != ("query_to_doc",) or self.partition_mode != "joint"
+                                    or self.hardness_mode is not None):
+            raise ConfigError("train.loss=gist contrasts query_to_doc only, in one softmax, without hardness "
+                              "weighting: leave train.directions, train.partition_mode and train.hardness_mode "
+                              "at their defaults")
         if self.hardness_mode is not None and self.hardness_strength == 0:
             raise ConfigError(f"train.hardness_mode={self.hardness_mode} does nothing with hardness_strength 0 "
                               "(EmbeddingGemma used 5 for hard_negatives, LLaVE 9 for in_batch_negatives)")
@@ -397,11 +404,13 @@ def _dvclive_callback(live_dir: Path):
     return DVCLiveLogger()
 
 
-def build_loss(model: Any, config: TrainConfig) -> Any:
-    """The MNRL loss (plain or cached) with the configured temperature, similarity terms and hardness weighting,
-    summed over the Matryoshka dimensions when ``train.matryoshka_dims`` is set."""
+def build_loss(model: Any, config: TrainConfig, guide: Any = None) -> Any:
+    """The MNRL loss (plain, cached, or guided by ``guide`` for ``gist``) with the configured temperature,
+    similarity terms and hardness weighting, summed over the Matryoshka dimensions when ``train.matryoshka_dims``
+    is set."""
     from sentence_transformers.sentence_transformer.losses import (
         CachedMultipleNegativesRankingLoss,
+        GISTEmbedLoss,
         MatryoshkaLoss,
         MultipleNegativesRankingLoss,
     )
@@ -410,6 +419,13 @@ def build_loss(model: Any, config: TrainConfig) -> Any:
              "hardness_mode": config.hardness_mode, "hardness_strength": float(config.hardness_strength)}
     if config.loss == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size, **terms)
+    elif config.loss == "gist":
+        if guide is None:
+            raise ValueError("train.loss=gist needs a guide model")
+        # Only the query-to-document softmax, as plain MNRL with the default directions; an absolute margin of 0
+        # drops a candidate the guide scores above the positive. The temperature is MNRL's 1 / scale.
+        loss = GISTEmbedLoss(model, guide, temperature=1.0 / config.scale, margin_strategy="absolute", margin=0.0,
+                             contrast_anchors=False, contrast_positives=False)
     else:
         loss = MultipleNegativesRankingLoss(model, **terms)
     if config.matryoshka_dims is None:
@@ -449,6 +465,9 @@ def train_model(
     if config.hardness_mode == "hard_negatives" and len(dataset.column_names) < 3:
         raise ConfigError("train.hardness_mode=hard_negatives weighs mined negatives, but the training rows have "
                           "none (mine.num_negatives=0); use in_batch_negatives or mine negatives")
+    if config.loss == "gist" and len(dataset.column_names) > 3:
+        raise ConfigError("train.loss=gist takes one mined negative per row (mine.num_negatives <= 1), got "
+                          f"{len(dataset.column_names) - 2}")
     import torch
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
@@ -479,7 +498,13 @@ def train_model(
         log.info("train.rotate_negatives: each epoch pairs an example with one of its %d mined negatives in turn "
                  "(%d rows over %.3g epochs)", negatives, len(dataset), epochs)
         config = replace(config, epochs=epochs)
-    loss = build_loss(model, config)
+    guide = None
+    if config.loss == "gist":
+        guide = load_model(base_model, device=device, max_seq_length=model.max_seq_length)
+        guide.eval()
+        guide.requires_grad_(False)
+        log.info("train.loss=gist: the base model guides which negatives count (likely false negatives dropped)")
+    loss = build_loss(model, config, guide)
 
     steps, capped = planned_steps(len(dataset), config)
     if capped:
