@@ -17,7 +17,7 @@ from embedtune.data import (
 )
 from embedtune.embeddings import encode, load_embeddings, matching_precision
 from embedtune.lexical import BM25Ranker
-from embedtune.mining import examples_to_records, mine_hard_negatives, weight_examples
+from embedtune.mining import examples_to_records, mine_hard_negatives, mining_options, weight_examples
 from embedtune.models import load_model
 from embedtune.prepare import read_negatives
 from embedtune.stage import get, load_params, log, run_stage
@@ -42,17 +42,7 @@ def main() -> None:
     model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
     query_vectors = encode(model, [queries[q].text for q in query_ids], batch_size=get(params, "encode.batch_size"),
                            precision=matching_precision(get(params, "encode.precision"), corpus_meta))
-    options = {
-        "num_negatives": get(params, "mine.num_negatives"),
-        "range_min": get(params, "mine.range_min"),
-        "range_max": get(params, "mine.range_max"),
-        "relative_margin": get(params, "mine.relative_margin"),
-        "absolute_margin": get(params, "mine.absolute_margin"),
-        "sampling": get(params, "mine.sampling"),
-        "extend_window": get(params, "mine.extend_window"),
-        "seed": get(params, "seed"),
-        "ranker": get(params, "mine.ranker", "dense"),
-    }
+    options = mining_options(get(params, "mine"), seed=get(params, "seed"))
     bm25 = None
     if options["ranker"] != "dense":
         corpus = read_corpus(args.corpus)

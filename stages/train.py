@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 from embedtune.data import atomic_directory, iter_jsonl, read_corpus, read_queries
-from embedtune.mining import records_to_examples
+from embedtune.embeddings import resolve_precision
+from embedtune.mining import mining_options, records_to_examples
+from embedtune.models import pick_device
 from embedtune.stage import get, load_params, log, run_stage
-from embedtune.training import TrainConfig, build_training_dataset, train_model, write_model_card
+from embedtune.training import TrainConfig, build_training_dataset, remine_with_model, train_model, write_model_card
 
 
 def main() -> None:
@@ -26,9 +28,18 @@ def main() -> None:
     queries = read_queries(args.prepared / "queries.jsonl")
     dataset = build_training_dataset(examples, corpus, queries)
     log.info("training on %d examples (%d columns)", len(dataset), len(dataset.column_names))
+    remined: dict = {}
+
+    def remine(model):  # train.remine_epochs: the last epochs train on negatives from the model's own ranking
+        rows, remined["remine"] = remine_with_model(
+            model, examples, corpus, queries, mining_options(get(params, "mine"), seed=get(params, "seed")),
+            batch_size=get(params, "encode.batch_size"), precision=resolve_precision(config.precision, pick_device()))
+        return rows
+
     with atomic_directory(args.output) as staging:
         stats = train_model(base_model, dataset, config, staging, args.live,
-                            max_seq_length=get(params, "model.max_seq_length"))
+                            max_seq_length=get(params, "model.max_seq_length"), remine=remine)
+        stats.update(remined)
         write_model_card(
             staging,
             base_model=base_model,

@@ -125,3 +125,34 @@ def test_bm25_rankings_rank_shared_stemmed_terms_first_and_leave_out_documents_w
     rankings = BM25Ranker(corpus).rank(["vitamin D prevents fractures", "aspirin heart attacks"], depth=4)
     assert set(rankings[0][:2]) == {0, 3} and 2 not in rankings[0]  # "fractures" ~ "Fracture" once stemmed
     assert rankings[1] == [1]
+
+
+def test_remine_replaces_negatives_from_the_new_ranking_and_never_mines_a_positive() -> None:
+    from embedtune.mining import MinedExample, remine_examples
+
+    # q has two positives (d0, d3): each row's new negative must skip both, whatever the new ranking says.
+    old = [MinedExample("q", "d0", ("d7",), 0.5, (0.1,)), MinedExample("q", "d3", ("d7",), 0.5, (0.1,))]
+    renewed, stats = remine_examples(old, ["q"], QUERY, CORPUS_IDS, CORPUS, num_negatives=1, range_min=0,
+                                     range_max=8, relative_margin=None, absolute_margin=None, sampling="top",
+                                     extend_window=True, seed=1, ranker="bm25")  # the ranking is always dense
+    assert [e.negative_ids for e in renewed] == [("d1",), ("d1",)]
+    assert [(e.query_id, e.positive_id) for e in renewed] == [("q", "d0"), ("q", "d3")]
+    assert stats["rows_renewed"] == 2 and stats["rows_with_other_negatives"] == 2
+
+
+def test_remine_keeps_a_rows_negatives_when_the_new_ranking_has_none_below_the_margin() -> None:
+    from embedtune.mining import MinedExample, remine_examples
+
+    old = [MinedExample("q", "d7", ("d6",), 0.5, (0.4,), source="synthetic", query_text="x")]
+    # positive d7 at 60 deg scores 0.5: with an absolute margin of 0.6 no document is safely below it
+    renewed, stats = remine_examples(old, ["q"], QUERY, CORPUS_IDS, CORPUS, num_negatives=1, range_min=0,
+                                     range_max=8, relative_margin=None, absolute_margin=0.6, sampling="top",
+                                     extend_window=True, seed=1)
+    assert renewed == old and stats["rows_kept_previous_negatives"] == 1
+
+
+def test_mining_options_name_a_missing_parameter() -> None:
+    from embedtune.mining import mining_options
+
+    with pytest.raises(ConfigError, match="mine.range_max"):
+        mining_options({"num_negatives": 1, "range_min": 5}, seed=1)

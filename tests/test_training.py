@@ -513,3 +513,49 @@ def test_train_model_with_gist_runs_with_one_mined_negative_per_row(tmp_path) ->
     assert stats["steps"] == 1 and stats["final_loss"] is not None
     with pytest.raises(ConfigError, match="one mined negative per row"):
         train_model(BASE, _rows_with_negatives(2), config, tmp_path / "model2", tmp_path / "live2")
+
+
+@pytest.mark.parametrize("params", [{"epochs": 3, "remine_epochs": 3}, {"epochs": 3, "remine_epochs": -1},
+                                    {"epochs": 3, "remine_epochs": True}, {"epochs": 3, "remine_epochs": 0.5},
+                                    {"epochs": 3, "remine_epochs": 1, "rotate_negatives": True}])
+def test_remine_epochs_must_leave_epochs_on_the_base_negatives(params: dict) -> None:
+    with pytest.raises(ConfigError, match="train.remine_epochs"):
+        TrainConfig.from_params(params, seed=1)
+
+
+def test_train_model_remines_once_and_continues_the_same_schedule(tmp_path) -> None:
+    """6 rows at batch 2 for 3 epochs: 9 steps; with remine_epochs=1 the model re-mines after step 6, at its
+    encoding length and in eval mode, and the last 3 steps continue the learning-rate decay (no new warmup)."""
+    import csv
+
+    from datasets import Dataset
+
+    from embedtune.training import train_model
+
+    topics = ["aspirin", "insulin", "statins", "vitamin D", "malaria", "measles"]
+    rows = {"anchor": [f"does {t} matter?" for t in topics], "positive": [f"A study of {t}." for t in topics],
+            "negative_1": [f"A report on {t} in mice." for t in topics]}
+    calls = []
+
+    def remine(model):
+        calls.append((model.max_seq_length, model.training))
+        return Dataset.from_dict({**rows, "negative_1": list(reversed(rows["negative_1"]))})
+
+    config = TrainConfig.from_params({"epochs": 3, "batch_size": 2, "remine_epochs": 1, "logging_steps": 1,
+                                      "warmup_ratio": 0.0, "max_seq_length": 16}, seed=1)
+    stats = train_model(BASE, Dataset.from_dict(rows), config, tmp_path / "model", tmp_path / "live",
+                        max_seq_length=32, remine=remine)
+    assert calls == [(32, False)] and stats["steps"] == 9 and "remine_seconds" in stats
+    with open(tmp_path / "live" / "plots" / "metrics" / "train" / "learning_rate.tsv") as handle:
+        curve = {int(r["step"]): float(r["learning_rate"]) for r in csv.DictReader(handle, delimiter="\t")}
+    assert sorted(curve)[-3:] == [7, 8, 9]  # the second trainer's steps follow the first's
+    rates = [curve[s] for s in sorted(curve)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))  # one linear decay over all 9 steps
+
+
+def test_remine_epochs_without_a_remine_function_is_an_error(tmp_path) -> None:
+    from embedtune.training import train_model
+
+    config = TrainConfig.from_params({"epochs": 2, "batch_size": 2, "remine_epochs": 1}, seed=1)
+    with pytest.raises(ValueError, match="remine"):
+        train_model(BASE, _rows_with_negatives(1), config, tmp_path / "model", tmp_path / "live")

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -214,3 +215,59 @@ def weight_examples(examples: Sequence[MinedExample], weight: float, rng: random
     if fraction > 0:
         out += rng.sample(list(examples), round(fraction * len(examples)))
     return out
+
+
+def mining_options(mine: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """Keyword arguments of ``mine_hard_negatives`` from the ``mine`` params (the mine stage's, and the train
+    stage's when it re-mines with the model being trained)."""
+    required = ("num_negatives", "range_min", "range_max", "relative_margin", "absolute_margin", "sampling",
+                "extend_window")
+    missing = [f"mine.{k}" for k in required if k not in mine]
+    if missing:
+        raise ConfigError(f"params.yaml lacks {', '.join(missing)} (see conf/config.yaml)")
+    return {**{k: mine[k] for k in required}, "seed": seed, "ranker": mine.get("ranker", "dense")}
+
+
+def remine_examples(
+    examples: Sequence[MinedExample],
+    query_ids: Sequence[str],
+    query_vectors: np.ndarray,
+    corpus_ids: Sequence[str],
+    corpus_vectors: np.ndarray,
+    **options: Any,
+) -> tuple[list[MinedExample], dict[str, int]]:
+    """The same training rows with negatives mined afresh from another model's ranking (``train.remine_epochs``).
+
+    ``query_ids`` / ``query_vectors``: one row per distinct query of ``examples``, embedded by the new model;
+    the corpus likewise. Every positive of a query in ``examples`` counts as judged, so no positive is ever
+    mined as a negative; the window, margins and sampling are the mine stage's (``options``, see
+    ``mining_options``), except that the ranking is always the new model's dense one (a lexical ranking does
+    not change with training). A row keeps its previous negatives when the new ranking offers none below the
+    margin (counted as ``rows_kept_previous_negatives``), so the row count and order never change: the
+    optimizer steps left stay as planned. Rows without negatives (``mine.num_negatives`` 0) are returned as
+    they are.
+    """
+    num_negatives = max((len(e.negative_ids) for e in examples), default=0)
+    if num_negatives == 0:
+        return list(examples), {"rows": len(examples), "rows_renewed": 0, "rows_kept_previous_negatives": 0}
+    qrels: dict[str, dict[str, int]] = {}
+    for example in examples:
+        qrels.setdefault(example.query_id, {})[example.positive_id] = 1
+    options = {**options, "num_negatives": num_negatives, "ranker": "dense"}
+    mined, mining_stats = mine_hard_negatives(qrels, query_ids, query_vectors, corpus_ids, corpus_vectors, **options)
+    fresh = {(m.query_id, m.positive_id): m for m in mined}
+    renewed: list[MinedExample] = []
+    kept_previous = 0
+    for example in examples:
+        new = fresh.get((example.query_id, example.positive_id))
+        if new is None:
+            kept_previous += 1
+            renewed.append(example)
+        else:
+            renewed.append(replace(example, negative_ids=new.negative_ids, negative_scores=new.negative_scores,
+                                   positive_score=new.positive_score))
+    changed = sum(a.negative_ids != b.negative_ids for a, b in zip(examples, renewed))
+    stats = {"rows": len(examples), "rows_renewed": len(examples) - kept_previous,
+             "rows_kept_previous_negatives": kept_previous, "rows_with_other_negatives": changed,
+             **{f"mining_{k}": v for k, v in mining_stats.items()}}
+    return renewed, stats

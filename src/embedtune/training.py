@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,6 +93,11 @@ class TrainConfig:
     # Tail averaging (LAWA, Kaddour 2022; a one-run "model soup"): the saved weights are the mean of the weights
     # at the end of the last N epochs (the final weights count as the last). 1 saves the final weights.
     average_epochs: int = 1
+    # Negatives re-mined by the model being trained (ANCE, Xiong et al., 2021, with one refresh): the last N of
+    # ``epochs`` train on negatives taken from the model's own ranking at that point, with the mine stage's window
+    # and margins, instead of the base model's. One learning-rate schedule and optimizer state span the whole run,
+    # so the epochs before the refresh are exactly those of a run without it. Costs one corpus encode. 0: off.
+    remine_epochs: int = 0
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -133,6 +138,13 @@ class TrainConfig:
         if not _is_whole_number(config.average_epochs, minimum=1):
             raise ConfigError(f"train.average_epochs must be a whole number >= 1 (1: the final weights), "
                               f"got {config.average_epochs!r}")
+        if not _is_whole_number(config.remine_epochs, minimum=0) or (
+                config.remine_epochs and config.remine_epochs >= config.epochs):
+            raise ConfigError(f"train.remine_epochs must be a whole number from 0 (off) to below train.epochs "
+                              f"({config.epochs}): the epochs before it train on the base model's negatives, "
+                              f"got {config.remine_epochs!r}")
+        if config.remine_epochs and config.rotate_negatives:
+            raise ConfigError("train.remine_epochs and train.rotate_negatives do not combine: set one of them off")
         for name in ("rotate_negatives", "freeze_embeddings"):
             if not isinstance(getattr(config, name), bool):
                 raise ConfigError(f"train.{name} must be true or false, got {getattr(config, name)!r}")
@@ -298,6 +310,37 @@ def rotate_negatives(dataset: HFDataset, epochs: float) -> tuple[HFDataset, floa
     return concatenate_datasets(parts), epochs / copies
 
 
+def remine_with_model(
+    model: Any,
+    examples: Sequence[MinedExample],
+    corpus: Mapping[str, Document],
+    queries: Mapping[str, Query],
+    options: Mapping[str, Any],
+    *,
+    batch_size: int = 64,
+    precision: str = "fp32",
+) -> tuple[HFDataset, dict[str, int]]:
+    """``examples`` as training rows whose negatives come from ``model``'s own ranking of the corpus
+    (``embedtune.mining.remine_examples`` with the mine stage's ``options``): one encode of the corpus and of the
+    training queries. Queries are taken from ``example.query_text`` when set (synthetic ones), else ``queries``."""
+    from embedtune.embeddings import encode
+    from embedtune.mining import remine_examples
+
+    texts: dict[str, str] = {}
+    for example in examples:
+        texts.setdefault(example.query_id, example.query_text or queries[example.query_id].text)
+    query_ids, corpus_ids = sorted(texts), sorted(corpus)
+    log.info("re-mining negatives: encoding %d documents and %d queries with the model being trained",
+             len(corpus_ids), len(query_ids))
+    corpus_vectors = encode(model, [corpus[d].full_text for d in corpus_ids], batch_size=batch_size,
+                            precision=precision)
+    query_vectors = encode(model, [texts[q] for q in query_ids], batch_size=batch_size, precision=precision,
+                           show_progress=False)
+    renewed, stats = remine_examples(examples, query_ids, query_vectors, corpus_ids, corpus_vectors, **options)
+    log.info("re-mined: %s", stats)
+    return build_training_dataset(renewed, corpus, queries), stats
+
+
 def _precision_flags(precision: str, device: str) -> dict[str, bool]:
     from embedtune.embeddings import resolve_precision
 
@@ -378,6 +421,19 @@ def average_weights(model: Any, snapshots: Sequence[Mapping[str, Any]]) -> int:
     return averaged
 
 
+def _stop_at_step(step: int):
+    """A callback that ends training after ``step`` optimizer steps (the scheduler still spans the whole run)."""
+    from transformers import TrainerCallback
+
+    class StopAtStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                control.should_training_stop = True
+            return control
+
+    return StopAtStep()
+
+
 def _dvclive_callback(live_dir: Path):
     from transformers import TrainerCallback
 
@@ -386,20 +442,24 @@ def _dvclive_callback(live_dir: Path):
 
         def __init__(self) -> None:
             self.live = open_live(live_dir)
+            self.step_offset = 0  # steps of earlier trainers of the same run (train.remine_epochs)
+            self.final = True  # False while a later trainer will continue the run
+
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs:
                 return
+            self.live.step = self.step_offset + state.global_step  # before logging: the values belong to this step
             for key, value in logs.items():
                 if isinstance(value, (int, float)) and key not in {"epoch", "total_flos"}:
                     # per-step curves are plotted; end-of-training summaries (train_runtime...) are not
                     self.live.log_metric(f"train/{key}", float(value), plot=key in CURVES)
             self.live.log_metric("epoch", float(state.epoch or 0.0), plot=False)
-            self.live.step = state.global_step
             self.live.make_summary()
 
         def on_train_end(self, args, state, control, **kwargs):
-            self.live.end()
+            if self.final:
+                self.live.end()
 
     return DVCLiveLogger()
 
@@ -460,8 +520,16 @@ def train_model(
     *,
     max_seq_length: int | None = None,
     device: str = "auto",
+    remine: Callable[[Any], HFDataset] | None = None,
 ) -> dict[str, Any]:
-    """Fine-tune ``base_model`` on ``dataset`` and save it to ``output_dir``; returns training statistics."""
+    """Fine-tune ``base_model`` on ``dataset`` and save it to ``output_dir``; returns training statistics.
+
+    ``remine`` (needed when ``config.remine_epochs`` > 0): given the model part-way through training (in eval
+    mode, at its encoding length), returns the training rows with negatives mined from its own ranking, same
+    rows in the same order (``remine_with_model``).
+    """
+    if config.remine_epochs and remine is None:
+        raise ValueError("train.remine_epochs needs a remine function")
     if config.hardness_mode == "hard_negatives" and len(dataset.column_names) < 3:
         raise ConfigError("train.hardness_mode=hard_negatives weighs mined negatives, but the training rows have "
                           "none (mine.num_negatives=0); use in_batch_negatives or mine negatives")
@@ -511,39 +579,74 @@ def train_model(
         log.warning("train.max_steps=%d: training on about %d of %d examples x %s epochs (%d steps would be a "
                     "full run); raise or null train.max_steps to use them all", steps, steps * config.batch_size,
                     len(dataset), config.epochs, planned_steps(len(dataset), replace(config, max_steps=None))[0])
+    # With re-mining, the first trainer plans the whole run (its scheduler decays over every step) and stops at
+    # the refresh; the second continues with the same optimizer and scheduler on the re-mined rows.
+    before_refresh = min(steps - 1, max(1, round(steps * (config.epochs - config.remine_epochs) / config.epochs)))
     checkpoints = output_dir.parent / f".{output_dir.name}.checkpoints"
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        max_steps=steps if capped else -1,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_steps=config.logging_steps,
-        logging_first_step=True,  # even a run shorter than logging_steps has a curve
-        save_strategy="no",
-        report_to="none",
-        use_cpu=device == "cpu",
-        dataloader_drop_last=False,
-        disable_tqdm=False,
-        **_precision_flags(config.precision, device),
-    )
-    callbacks = [_dvclive_callback(live_dir)]
+
+    def arguments(max_steps: int) -> SentenceTransformerTrainingArguments:
+        return SentenceTransformerTrainingArguments(
+            output_dir=str(checkpoints),
+            num_train_epochs=config.epochs,
+            max_steps=max_steps,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            warmup_steps=config.warmup_ratio,
+            weight_decay=config.weight_decay,
+            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            seed=config.seed,
+            data_seed=config.seed,
+            logging_steps=config.logging_steps,
+            logging_first_step=True,  # even a run shorter than logging_steps has a curve
+            save_strategy="no",
+            report_to="none",
+            use_cpu=device == "cpu",
+            dataloader_drop_last=False,
+            disable_tqdm=False,
+            **_precision_flags(config.precision, device),
+        )
+
+    callbacks = [live := _dvclive_callback(live_dir)]
     if config.average_epochs > 1:
         callbacks.append(snapshots := _epoch_snapshots(model, config.average_epochs))
+    if config.remine_epochs:
+        live.final = False
     trainer = SentenceTransformerTrainer(
         model=model,
-        args=args,
+        args=arguments(steps if capped or config.remine_epochs else -1),
         train_dataset=dataset,
         loss=loss,
-        callbacks=callbacks,
+        callbacks=callbacks + ([_stop_at_step(before_refresh)] if config.remine_epochs else []),
     )
     started = time.perf_counter()
     result = trainer.train()
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    steps_done, loss_sum = int(result.global_step), float(result.training_loss) * int(result.global_step)
+    remine_seconds = None
+    if config.remine_epochs:
+        refresh_started = time.perf_counter()
+        train_length, model.max_seq_length = model.max_seq_length, encode_length
+        model.eval()
+        dataset = remine(model)
+        model.max_seq_length = train_length
+        remine_seconds = round(time.perf_counter() - refresh_started, 1)
+        log.info("train.remine_epochs=%d: negatives re-mined by the model after %d of %d steps (%.0f s)",
+                 config.remine_epochs, steps_done, steps, remine_seconds)
+        live.step_offset, live.final = steps_done, True
+        optimizer, scheduler = trainer.optimizer, trainer.lr_scheduler
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=arguments(steps - steps_done),
+            train_dataset=dataset,
+            loss=loss,
+            callbacks=callbacks,
+            # the unwrapped optimizer and scheduler: the new trainer wraps them for its own accelerator
+            optimizers=(getattr(optimizer, "optimizer", optimizer), getattr(scheduler, "scheduler", scheduler)),
+        )
+        result = trainer.train()
+        history += [h for h in trainer.state.log_history if "loss" in h]
+        steps_done += int(result.global_step)
+        loss_sum += float(result.training_loss) * int(result.global_step)
     seconds = time.perf_counter() - started
     model.max_seq_length = encode_length
     if config.average_epochs > 1:
@@ -562,16 +665,18 @@ def train_model(
     model.save(str(output_dir))
     (live_dir / "plots" / "metrics").mkdir(parents=True, exist_ok=True)  # declared output, even with no curve
     shutil.rmtree(checkpoints, ignore_errors=True)
-    history = [h for h in trainer.state.log_history if "loss" in h]
-    return {
+    stats = {
         "train_seconds": round(seconds, 1),
-        "steps": int(result.global_step),
+        "steps": steps_done,
         "capped_by_max_steps": capped,
         "examples": len(dataset),
         "final_loss": round(float(history[-1]["loss"]), 5) if history else None,
-        "mean_loss": round(float(result.training_loss), 5),
+        "mean_loss": round(loss_sum / max(1, steps_done), 5),
         "device": device,
     }
+    if remine_seconds is not None:
+        stats["remine_seconds"] = remine_seconds
+    return stats
 
 
 def write_model_card(
