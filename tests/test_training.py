@@ -559,3 +559,25 @@ def test_remine_epochs_without_a_remine_function_is_an_error(tmp_path) -> None:
     config = TrainConfig.from_params({"epochs": 2, "batch_size": 2, "remine_epochs": 1}, seed=1)
     with pytest.raises(ValueError, match="remine"):
         train_model(BASE, _rows_with_negatives(1), config, tmp_path / "model", tmp_path / "live")
+
+
+def test_remine_with_model_takes_negatives_from_the_models_ranking() -> None:
+    """The real model ranks the insulin abstract right under the aspirin one for an aspirin query: it becomes the
+    negative of the aspirin row, replacing the old one; a row's own positive is never its negative."""
+    from embedtune.data import Document, Query
+    from embedtune.mining import MinedExample, mining_options
+    from embedtune.training import remine_with_model
+
+    corpus = {
+        "d1": Document("d1", "Aspirin", "Aspirin lowers the risk of a second heart attack."),
+        "d2": Document("d2", "Heart attacks", "Low-dose aspirin after a heart attack in older adults."),
+        "d3": Document("d3", "Volcanoes", "Lava flows from the volcano reached the sea."),
+        "d4": Document("d4", "Football", "The match ended in a draw after extra time."),
+    }
+    queries = {"q1": Query("q1", "does aspirin prevent heart attacks?")}
+    examples = [MinedExample("q1", "d1", ("d4",), 0.5, (0.1,))]
+    options = mining_options({"num_negatives": 1, "range_min": 0, "range_max": 3, "relative_margin": None,
+                              "absolute_margin": None, "sampling": "top", "extend_window": True}, seed=1)
+    dataset, stats = remine_with_model(load_model(BASE), examples, corpus, queries, options, batch_size=4)
+    assert dataset.column_names == ["anchor", "positive", "negative_1"]
+    assert dataset["negative_1"] == [corpus["d2"].full_text] and stats["rows_with_other_negatives"] == 1
