@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -551,6 +553,10 @@ def test_train_model_remines_once_and_continues_the_same_schedule(tmp_path) -> N
     assert sorted(curve)[-3:] == [7, 8, 9]  # the second trainer's steps follow the first's
     rates = [curve[s] for s in sorted(curve)]
     assert all(a > b for a, b in zip(rates, rates[1:]))  # one linear decay over all 9 steps
+    summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert summary["step"] == 9 and summary["epoch"] == pytest.approx(3.0)  # the whole run, not the last trainer
+    assert summary["train"]["train_runtime"] >= stats["remine_seconds"]
+    assert summary["train"]["train_loss"] == pytest.approx(stats["mean_loss"], abs=1e-4)
 
 
 def test_remine_epochs_without_a_remine_function_is_an_error(tmp_path) -> None:

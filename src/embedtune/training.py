@@ -442,23 +442,55 @@ def _dvclive_callback(live_dir: Path):
 
         def __init__(self) -> None:
             self.live = open_live(live_dir)
-            self.step_offset = 0  # steps of earlier trainers of the same run (train.remine_epochs)
+            # train.remine_epochs: a second trainer continues the run. Its steps, epochs and end-of-training
+            # summary (train_runtime, train_loss...) count on from the first trainer's (``earlier``), plus
+            # ``pause_seconds`` spent between the two (the re-mining).
             self.final = True  # False while a later trainer will continue the run
+            self.earlier = {"steps": 0, "epochs": 0.0, "seconds": 0.0, "samples": 0.0, "loss_sum": 0.0}
+            self.pause_seconds = 0.0
 
+        def _whole_run(self, logs: dict, steps: int) -> dict:
+            if "train_runtime" not in logs:
+                return logs
+            runtime = float(logs["train_runtime"])
+            if not self.final:  # the first trainer's summary: kept for the second's
+                self.earlier = {"steps": steps, "epochs": 0.0, "seconds": runtime,
+                                "samples": float(logs.get("train_samples_per_second", 0.0)) * runtime,
+                                "loss_sum": float(logs.get("train_loss", 0.0)) * steps}
+                return logs
+            if not self.earlier["steps"]:
+                return logs
+            earlier, total_steps = self.earlier, self.earlier["steps"] + steps
+            seconds = earlier["seconds"] + self.pause_seconds + runtime
+            summary = dict(logs, train_runtime=round(seconds, 4),
+                           train_steps_per_second=round(total_steps / seconds, 3))
+            if "train_samples_per_second" in logs:
+                samples = earlier["samples"] + float(logs["train_samples_per_second"]) * runtime
+                summary["train_samples_per_second"] = round(samples / seconds, 3)
+            if "train_loss" in logs:
+                summary["train_loss"] = (earlier["loss_sum"] + float(logs["train_loss"]) * steps) / total_steps
+            return summary
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not logs:
                 return
-            self.live.step = self.step_offset + state.global_step  # before logging: the values belong to this step
-            for key, value in logs.items():
+            offset = self.earlier["steps"] if self.final else 0
+            self.live.step = offset + state.global_step  # before logging: the values belong to this step
+            for key, value in self._whole_run(logs, state.global_step).items():
                 if isinstance(value, (int, float)) and key not in {"epoch", "total_flos"}:
                     # per-step curves are plotted; end-of-training summaries (train_runtime...) are not
                     self.live.log_metric(f"train/{key}", float(value), plot=key in CURVES)
-            self.live.log_metric("epoch", float(state.epoch or 0.0), plot=False)
+            self.live.log_metric("epoch", self.earlier["epochs"] * self.final + float(state.epoch or 0.0), plot=False)
             self.live.make_summary()
 
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if not self.final:
+                self.earlier["epochs"] = float(state.epoch or 0.0)
+
         def on_train_end(self, args, state, control, **kwargs):
-            if self.final:
+            if not self.final:
+                self.earlier["epochs"] = float(state.epoch or 0.0)
+            else:
                 self.live.end()
 
     return DVCLiveLogger()
@@ -632,7 +664,7 @@ def train_model(
         remine_seconds = round(time.perf_counter() - refresh_started, 1)
         log.info("train.remine_epochs=%d: negatives re-mined by the model after %d of %d steps (%.0f s)",
                  config.remine_epochs, steps_done, steps, remine_seconds)
-        live.step_offset, live.final = steps_done, True
+        live.final, live.pause_seconds = True, remine_seconds
         optimizer, scheduler = trainer.optimizer, trainer.lr_scheduler
         trainer = SentenceTransformerTrainer(
             model=model,
