@@ -483,12 +483,8 @@ def _dvclive_callback(live_dir: Path):
             self.live.log_metric("epoch", self.earlier["epochs"] * self.final + float(state.epoch or 0.0), plot=False)
             self.live.make_summary()
 
-        def on_epoch_end(self, args, state, control, **kwargs):
-            if not self.final:
-                self.earlier["epochs"] = float(state.epoch or 0.0)
-
         def on_train_end(self, args, state, control, **kwargs):
-            if not self.final:
+            if not self.final:  # after the summary log, which reset ``earlier``
                 self.earlier["epochs"] = float(state.epoch or 0.0)
             else:
                 self.live.end()
