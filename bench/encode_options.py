@@ -11,10 +11,6 @@ Three measurements, printed as they finish and written to ``--output`` as JSON:
    the whole model cast to bf16, and under ``torch.compile``; time of two passes and cosine to fp32.
 4. ``batch_size``: the same documents encoded (bf16) at several batch sizes, interleaved rounds, median each.
    Small batches keep a layer's activations in the CPU cache; large ones give the matmuls bigger blocks.
-5. ``batching``: the whole corpus (bf16, the configured batch size) batched as sentence-transformers does it
-   (sorted by characters, tokenized batch by batch) and as ``embedtune.embeddings.encode`` does it (tokenized
-   once, sorted by tokens, each batch cut to its longest text):
-   padded tokens, and the time of each, interleaved rounds, median each.
 
     python bench/encode_options.py [--lengths 128 192 256 384 512] [--batch-sizes 8 16 32 64 128]
                                    [--output metrics/encode_options.json]
@@ -148,53 +144,12 @@ def batch_size_sweep(base: str, dataset, max_seq_length: int, batch_sizes: list[
     return rows
 
 
-def padded_tokens(lengths: list[int], batches: list[list[int]]) -> int:
-    """Tokens the model computes on when each batch pads to its longest text."""
-    return sum(max(lengths[i] for i in rows) * len(rows) for rows in batches)
-
-
-def batching_comparison(base: str, dataset, max_seq_length: int, batch_size: int, rounds: int = 3) -> dict:
-    """Character-sorted (the library's own order) vs token-sorted batches on the whole corpus."""
-    from embedtune.embeddings import token_length_batches
-
-    ids = sorted(dataset.corpus)
-    texts = [dataset.corpus[i].full_text for i in ids]
-    model = load_model(base, max_seq_length=max_seq_length)
-    lengths = [len(row) for row in model.tokenizer(texts, truncation=True, max_length=max_seq_length)["input_ids"]]
-    by_chars = np.argsort([-len(t) for t in texts], kind="stable")
-    char_batches = [by_chars[s:s + batch_size].tolist() for s in range(0, len(texts), batch_size)]
-    token_batches = [b.tolist() for b in token_length_batches(lengths, batch_size)]
-
-    def library() -> None:
-        import torch
-
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            model.encode(texts, batch_size=batch_size, show_progress_bar=False, normalize_embeddings=True)
-
-    def ours() -> None:
-        encode(model, texts, batch_size=batch_size, precision="bf16", show_progress=False)
-
-    encode(model, texts[:64], batch_size=64, precision="bf16", show_progress=False)  # warm-up
-    passes: dict[str, list[float]] = {"characters": [], "tokens": []}
-    for r in range(rounds):
-        for name, run in (("characters", library), ("tokens", ours))[:: 1 if r % 2 == 0 else -1]:
-            started = time.perf_counter()
-            run()
-            passes[name].append(round(time.perf_counter() - started, 1))
-    result = {"documents": len(texts), "tokens": sum(lengths), "batch_size": batch_size,
-              "padded_tokens": {"characters": padded_tokens(lengths, char_batches),
-                                "tokens": padded_tokens(lengths, token_batches)},
-              "passes_s": passes, "median_s": {k: float(np.median(v)) for k, v in passes.items()}}
-    print(json.dumps(result), flush=True)
-    return result
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lengths", nargs="+", type=int, default=[128, 192, 256, 384, 512])
     parser.add_argument("--documents", type=int, default=1000, help="documents for the kernel and batch-size comparisons")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 16, 32, 64, 128])
-    parser.add_argument("--skip", nargs="*", default=[], choices=["peak", "max_seq_length", "kernels", "batch_size", "batching"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["peak", "max_seq_length", "kernels", "batch_size"])
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     offline_environment()
@@ -213,8 +168,6 @@ def main() -> None:
     if "batch_size" not in args.skip:
         results["batch_size"] = batch_size_sweep(base, dataset, params["model"]["max_seq_length"], args.batch_sizes,
                                                  args.documents)
-    if "batching" not in args.skip:
-        results["batching"] = batching_comparison(base, dataset, params["model"]["max_seq_length"], batch_size)
     if args.output:
         args.output.write_text(json.dumps(results, indent=2) + "\n")
 

