@@ -14,9 +14,13 @@ export DVC_NO_ANALYTICS := 1
 
 setup: $(VENV)/.installed
 
-# torch first, pinned: a looser requirement would pull a multi-GB CUDA build.
+# torch first, pinned, so that pip takes the CPU wheel this project's machines keep on disk (their pip
+# config's find-links); a looser requirement would pull a newer multi-GB CUDA build from PyPI. Elsewhere
+# pip takes PyPI's torch 2.13.0 (on Linux x86_64 that is the CUDA build, which also runs on CPU).
 $(VENV)/.installed: pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "embedtune needs Python >= 3.11; '$(PYTHON)' is older or missing: make $(MAKECMDGOALS) PYTHON=python3.11" >&2; exit 1; }
+	test -x $(BIN)/pip || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
