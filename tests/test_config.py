@@ -27,6 +27,12 @@ def test_group_switch_and_override() -> None:
     assert params["train"]["epochs"] == 1
 
 
+def test_model_group_switch() -> None:
+    params = yaml.safe_load(compose_params(["model=mpnet"], config_dir=REPO / "conf"))
+    assert params["model"] == {"name": "all-mpnet-base-v2", "base": "split-zip:all-mpnet-base-v2", "max_seq_length": 256}
+    assert params["data"]["name"] == "scifact"  # the other groups keep their defaults
+
+
 def test_every_stage_param_exists() -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
