@@ -20,14 +20,14 @@ from tests.conftest import REPO
 DIM = 16
 
 
-def _vectors(n: int, seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+def _vectors(n: int, seed: int, dim: int = DIM) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def _load(conn, fingerprint: str, prefix: str, n: int = 200, seed: int = 0) -> index.LoadResult:
+def _load(conn, fingerprint: str, prefix: str, n: int = 200, seed: int = 0, dim: int = DIM) -> index.LoadResult:
     return index.load_version(conn, fingerprint=fingerprint, model_path=f"/models/{prefix}",
-                              ids=[f"{prefix}{i}" for i in range(n)], vectors=_vectors(n, seed),
+                              ids=[f"{prefix}{i}" for i in range(n)], vectors=_vectors(n, seed, dim),
                               titles=[f"title {i}" for i in range(n)], texts=["body"] * n)
 
 
@@ -55,6 +55,20 @@ def test_fingerprint_guard(db_url: str) -> None:
             index.search(conn, _vectors(1, 5)[0], model_fingerprint=FP_B)
         with pytest.raises(index.IndexError_, match="no index version"):
             index.get_version(conn, "emb_ffffffffffffffff")
+
+
+def test_a_model_of_another_width_is_promoted_and_rolled_back(db_url: str) -> None:
+    """Switching the base model (all-MiniLM-L6-v2, 384 dimensions -> all-mpnet-base-v2, 768) changes the vector width."""
+    with index.connect(db_url) as conn:
+        narrow = _load(conn, FP_A, "a")
+        index.promote(conn, narrow.version, "test")
+        wide = _load(conn, FP_B, "w", dim=2 * DIM)
+        assert index.promote(conn, wide.version, "a wider model") == narrow.version
+        used, hits = index.search(conn, _vectors(200, 0, 2 * DIM)[3], model_fingerprint=FP_B, k=1)
+        assert used == wide.version and hits[0].id == "w3" and hits[0].title == "title 3"
+        index.rollback(conn)
+        used, hits = index.search(conn, _vectors(200, 0)[3], model_fingerprint=FP_A, k=1)
+        assert used == narrow.version and hits[0].id == "a3"
 
 
 def test_model_fingerprint_follows_weights(tmp_path: Path) -> None:

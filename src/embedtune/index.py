@@ -302,7 +302,11 @@ def promote(conn, version: str, reason: str) -> str | None:
         current = serving_version(conn)
         if current == target:
             return current
-        conn.execute(f"CREATE OR REPLACE VIEW {SERVING_VIEW} AS SELECT e.id, d.title, d.text, e.embedding "
+        # Dropped and created, not replaced: a base model of another width (384 -> 768 dimensions) changes the
+        # view's column type, which CREATE OR REPLACE refuses. Both happen in this transaction: readers wait on
+        # the lock and then see the new view, never none.
+        conn.execute(f"DROP VIEW IF EXISTS {SERVING_VIEW}")
+        conn.execute(f"CREATE VIEW {SERVING_VIEW} AS SELECT e.id, d.title, d.text, e.embedding "
                      f"FROM {target} e LEFT JOIN embedtune_documents d USING (id)")
         conn.execute(
             "INSERT INTO embedtune_serving (singleton, version, previous, promoted_at, reason) "
