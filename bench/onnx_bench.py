@@ -12,6 +12,7 @@ ndcg@10 / recall@10 and the mean cosine to the PyTorch fp32 vectors. Run after `
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import time
 from pathlib import Path
@@ -24,6 +25,12 @@ from embedtune.evaluation import per_query_metrics, search, summarize
 from embedtune.models import load_model
 from embedtune.onnx_export import OnnxEncoder, export_onnx
 from embedtune.stage import offline_environment
+
+
+def runtime(encoder: str) -> str:
+    """The library and version that ran an encoder: ONNX Runtime's speed has changed between versions."""
+    package = "onnxruntime" if encoder.startswith("onnx") else "torch"
+    return f"{package} {importlib.metadata.version(package)}"
 
 
 def main() -> None:
@@ -55,7 +62,8 @@ def main() -> None:
         reference = vectors if reference is None else reference
         rows.append({"encoder": name, "encode_s": round(seconds, 1), "ndcg@10": summary["ndcg@10"],
                      "recall@10": summary["recall@10"],
-                     "cosine_to_fp32": round(float(np.mean(np.sum(vectors * reference, axis=1))), 5)})
+                     "cosine_to_fp32": round(float(np.mean(np.sum(vectors * reference, axis=1))), 5),
+                     "library": runtime(name)})
         print(json.dumps(rows[-1]), flush=True)
     if args.output:
         args.output.write_text(json.dumps(rows, indent=2) + "\n")
