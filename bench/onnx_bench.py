@@ -28,7 +28,7 @@ from embedtune.stage import offline_environment
 
 
 def runtime(encoder: str) -> str:
-    """The library and version that ran an encoder: ONNX Runtime's speed has changed between versions."""
+    """The library and version that ran an encoder, so that runs on different versions are not compared blindly."""
     package = "onnxruntime" if encoder.startswith("onnx") else "torch"
     return f"{package} {importlib.metadata.version(package)}"
 
