@@ -31,7 +31,7 @@ def offline_environment() -> None:
 
 
 # glibc's mallopt() parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit systems
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
 MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
 
 
@@ -39,12 +39,14 @@ def keep_freed_memory() -> bool:
     """Let glibc reuse freed tensor memory instead of returning it to the kernel after every batch.
 
     Why: glibc serves each allocation above its mmap threshold with a fresh ``mmap`` and unmaps it on
-    ``free``, so the activations of every encoding batch are page-faulted and zeroed anew: about a million
-    minor page faults and 2-3 s of kernel time per 1,000 SciFact abstracts. The highest mmap threshold and
-    no trimming keep freed memory for the next batch; encoding ran 6-10% faster on the 2-core EPYC
-    (``python bench/allocator.py``, docs/performance.md). The cost is that a stage process keeps its peak
-    heap until it exits. Skipped outside glibc, and when ``GLIBC_TUNABLES`` already sets malloc options
-    (the user's choice wins). Returns whether the settings took effect.
+    ``free``, so the activations of every batch are page-faulted and zeroed anew: about a million minor page
+    faults and 2-3 s of kernel time per 1,000 SciFact abstracts encoded, and 0.7M faults and ~2.5 s of kernel
+    time in every training step (attention scores and dropout masks of 16 x 12 x 256 x 256 are 12-50 MB each).
+    No trimming and no ``mmap`` at all keep freed memory for the next batch: encoding ran 6-10% faster on the
+    2-core EPYC, training steps ~28% faster (``python bench/allocator.py [--workload train]``,
+    docs/performance.md). The cost is that a stage process keeps its peak heap until it exits (training: ~0.5 GB
+    above glibc's default). Skipped outside glibc, and when ``GLIBC_TUNABLES`` already sets malloc options (the
+    user's choice wins). Returns whether the settings took effect.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -56,7 +58,8 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    settings = ((M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD), (M_TRIM_THRESHOLD, 2**31 - 1), (M_MMAP_MAX, 0))
+    return all([bool(mallopt(option, value)) for option, value in settings])
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
