@@ -40,12 +40,12 @@ def keep_freed_memory() -> bool:
 
     Why: glibc serves each allocation above its mmap threshold with a fresh ``mmap`` and unmaps it on
     ``free``, so the activations of every batch are page-faulted and zeroed anew: about a million minor page
-    faults and 2-3 s of kernel time per 1,000 SciFact abstracts encoded, and 0.7M faults and ~2.5 s of kernel
-    time in every training step (attention scores and dropout masks of 16 x 12 x 256 x 256 are 12-50 MB each).
-    No trimming and no ``mmap`` at all keep freed memory for the next batch: encoding ran 6-10% faster on the
-    2-core EPYC, training steps ~28% faster (``python bench/allocator.py [--workload train]``,
-    docs/performance.md). The cost is that a stage process keeps its peak heap until it exits (training: ~0.5 GB
-    above glibc's default). Skipped outside glibc, and when ``GLIBC_TUNABLES`` already sets malloc options (the
+    faults and 2-3 s of kernel time per 1,000 SciFact abstracts encoded, and 0.6-0.75M faults and ~2 s of
+    kernel time in every training step (attention scores and dropout masks of 16 x 12 x 256 x 256 are 12-50 MB
+    each, above the highest threshold glibc accepts). No trimming and no ``mmap`` at all keep freed memory for the
+    next batch: encoding ran 6-10% faster on the 2-core EPYC, training steps 25% faster (``python
+    bench/allocator.py [--workload train]``, docs/performance.md). The cost is that a stage process keeps its
+    peak heap until it exits (the default train stage: 5.8 GB resident instead of ~4.3). Skipped outside glibc, and when ``GLIBC_TUNABLES`` already sets malloc options (the
     user's choice wins). Returns whether the settings took effect.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
