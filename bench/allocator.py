@@ -4,10 +4,9 @@ Runs the same work in fresh processes under glibc's allocator settings, in inter
 each pass's wall time, minor page faults and kernel time, then the medians. Modes: ``default`` (glibc as it
 comes), ``threshold`` (the stages' setting until 2026-11-30: the highest mmap threshold, 32 MB, and no
 trimming; larger allocations still get a fresh ``mmap`` each) and ``kept`` (the stages' setting now: that, and
-no ``mmap`` for any allocation). Workloads: ``encode`` (corpus
-documents, as the embed stages do) and ``train`` (real training steps: the pipeline's loss over the mined rows
-in `data/mined/train.jsonl`, backward, AdamW, as the train stage does; run after `dvc repro`). Run on a quiet
-machine:
+no ``mmap`` for any allocation). Workloads: ``encode`` (corpus documents, as the embed stages do) and ``train``
+(real training steps: the pipeline's loss over the mined rows in `data/mined/train.jsonl`, backward, AdamW, as
+the train stage does and as `bench/train_precision.py` times them; run after `dvc repro`). Run on a quiet machine:
 
     python bench/allocator.py [--workload encode|train] [--modes default threshold kept] [--rounds 3]
         [--documents 5183] [--steps 8] [--precision bf16] [--batch-size N]
