@@ -59,35 +59,13 @@ def work(warm_up):
 """
 
 TRAIN = SETUP + """
-import torch
-from embedtune.data import iter_jsonl, read_corpus, read_queries
-from embedtune.mining import records_to_examples
-from embedtune.models import load_model
-from embedtune.stage import get, load_params
-from embedtune.training import TrainConfig, build_loss, build_training_dataset
-params = load_params()
-config = TrainConfig.from_params(get(params, "train"), seed=get(params, "seed"))
-examples = records_to_examples([r for _, r in iter_jsonl(Path("data/mined/train.jsonl"))])
-dataset = build_training_dataset(examples, read_corpus(Path("data/prepared/corpus.jsonl")),
-                                 read_queries(Path("data/prepared/queries.jsonl")))
-model = load_model(args["base"], device="cpu", max_seq_length=args["max_seq_length"])
-model.max_seq_length = config.max_seq_length or model.max_seq_length
-model.train()
-torch.manual_seed(config.seed)
-loss = build_loss(model, config)
+from training_step import TrainingStep  # the same step as bench/train_precision.py times
+bench = TrainingStep()
 size = args["batch_size"]
-batches = [dataset.select(range(i * size, (i + 1) * size)) for i in range(args["steps"] + 1)]
-batches = [[model.preprocess(b[column]) for column in b.column_names] for b in batches]
-optimizer = torch.optim.AdamW(model.parameters(), lr=1e-12, weight_decay=config.weight_decay)
-def step(features):
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args["precision"] == "bf16"):
-        value = loss([dict(f) for f in features], None)
-    value.backward()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+batches = [bench.batch(i * size, size) for i in range(args["steps"] + 1)]
 def work(warm_up):
     for features in (batches[:1] if warm_up else batches[1:]):
-        step(features)
+        bench.run(features, args["precision"])
     return {"steps": 1 if warm_up else len(batches) - 1, "batch_size": size}
 """
 

@@ -20,11 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from embedtune.data import iter_jsonl, read_corpus, read_queries
-from embedtune.mining import records_to_examples
-from embedtune.models import load_model
-from embedtune.stage import get, load_params, offline_environment
-from embedtune.training import TrainConfig, build_loss, build_training_dataset
+from embedtune.stage import offline_environment
 
 
 def main() -> None:
@@ -39,29 +35,15 @@ def main() -> None:
     args = parser.parse_args()
     offline_environment()
     import torch
+    from training_step import TrainingStep
 
-    params = load_params()
-    config = TrainConfig.from_params(get(params, "train"), seed=get(params, "seed"))
-    examples = records_to_examples([r for _, r in iter_jsonl(args.mined)])
-    dataset = build_training_dataset(examples, read_corpus(args.prepared / "corpus.jsonl"),
-                                     read_queries(args.prepared / "queries.jsonl"))
-    model = load_model(get(params, "model.base"), device="cpu", max_seq_length=get(params, "model.max_seq_length"))
-    model.max_seq_length = args.max_seq_length or config.max_seq_length or model.max_seq_length
-    model.train()
-    torch.manual_seed(config.seed)
-    loss = build_loss(model, config)
-    batch = dataset.select(range(min(args.batch_size or config.batch_size, len(dataset))))
-    features = [model.preprocess(batch[column]) for column in batch.column_names]
-    # A tiny learning rate: the optimizer does its full work, but the weights hardly move between rounds.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-12, weight_decay=config.weight_decay)
+    bench = TrainingStep(mined=args.mined, prepared=args.prepared, max_seq_length=args.max_seq_length)
+    size = args.batch_size or bench.config.batch_size
+    features = bench.batch(0, size)
 
     def step(precision: str) -> float:
         started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            value = loss([dict(f) for f in features], None)
-        value.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        bench.run(features, precision)
         return time.perf_counter() - started
 
     for precision in ("fp32", "bf16"):
@@ -73,9 +55,9 @@ def main() -> None:
             print(f"{precision}: {seconds[precision][-1]:.2f} s", flush=True)
     median = {p: statistics.median(v) for p, v in seconds.items()}
     report = {
-        "batch": len(batch),
-        "columns": len(batch.column_names),
-        "max_seq_length": model.max_seq_length,
+        "batch": min(size, len(bench.dataset)),
+        "columns": len(features),
+        "max_seq_length": bench.model.max_seq_length,
         "threads": torch.get_num_threads(),
         "step_seconds": {p: [round(s, 2) for s in v] for p, v in seconds.items()},
         "median_step_s": {p: round(v, 2) for p, v in median.items()},
