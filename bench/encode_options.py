@@ -11,9 +11,12 @@ Three measurements, printed as they finish and written to ``--output`` as JSON:
    the whole model cast to bf16, and under ``torch.compile``; time of two passes and cosine to fp32.
 4. ``batch_size``: the same documents encoded (bf16) at several batch sizes, interleaved rounds, median each.
    Small batches keep a layer's activations in the CPU cache; large ones give the matmuls bigger blocks.
+5. ``truncation``: head+tail instead of head-only truncation at ``max_seq_length`` (opt in: ``--head-tokens``).
+   A document longer than the budget keeps its first N tokens and fills the rest of the budget from its end,
+   where an abstract states its conclusion; scored like ``max_seq_length``.
 
     python bench/encode_options.py [--lengths 128 192 256 384 512] [--batch-sizes 8 16 32 64 128]
-                                   [--output metrics/encode_options.json]
+                                   [--head-tokens 128 64] [--output metrics/encode_options.json]
 
 Run on a quiet machine: anything else on the 2 cores changes the times.
 """
@@ -65,10 +68,17 @@ def count_tokens(model, texts: list[str], max_seq_length: int) -> int:
     return sum(len(ids) for ids in encoded["input_ids"])
 
 
+def score_on_training_claims(model, dataset, ids: list[str], vectors) -> dict[str, float]:
+    """The base model's retrieval quality on the dataset's training claims, for the given corpus vectors."""
+    queries = {q: v.text for q, v in dataset.queries.items()}
+    per_query, _ = evaluate_model(model, queries, dataset.qrels["train"], ids, vectors, precision="bf16")
+    summary = summarize(per_query)
+    return {k: round(summary[k], 4) for k in ("ndcg@10", "recall@10", "recall@100", "mrr@10")}
+
+
 def length_sweep(base: str, dataset, lengths: list[int], batch_size: int) -> list[dict]:
     ids = sorted(dataset.corpus)
     texts = [dataset.corpus[i].full_text for i in ids]
-    queries = {q: v.text for q, v in dataset.queries.items()}
     rows = []
     for length in lengths:
         model = load_model(base, max_seq_length=length)
@@ -76,10 +86,44 @@ def length_sweep(base: str, dataset, lengths: list[int], batch_size: int) -> lis
         started = time.perf_counter()
         vectors = encode(model, texts, batch_size=batch_size, precision="bf16", show_progress=False)
         seconds = time.perf_counter() - started
-        per_query, _ = evaluate_model(model, queries, dataset.qrels["train"], ids, vectors, precision="bf16")
-        summary = summarize(per_query)
         row = {"max_seq_length": length, "tokens": tokens, "encode_s": round(seconds, 1),
-               **{k: round(summary[k], 4) for k in ("ndcg@10", "recall@10", "recall@100", "mrr@10")}}
+               **score_on_training_claims(model, dataset, ids, vectors)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def head_and_tail(tokenizer, texts: list[str], budget: int, head: int) -> list[str]:
+    """Each text longer than ``budget`` tokens cut to its first ``head`` and its last ``budget - head`` tokens.
+
+    Cut on the original characters (the tokenizer's offsets), so the model sees the text's own words and the
+    usual truncation at ``max_seq_length`` no longer applies to the result.
+    """
+    offsets = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    cut = []
+    for text, spans in zip(texts, offsets):
+        if len(spans) <= budget:
+            cut.append(text)
+            continue
+        start = text[: spans[head - 1][1]] if head else ""
+        cut.append(f"{start} {text[spans[len(spans) - (budget - head)][0]:]}".strip())
+    return cut
+
+
+def truncation_sweep(base: str, dataset, max_seq_length: int, heads: list[int], batch_size: int) -> list[dict]:
+    """Head-only truncation (the library's) against head+tail cuts of the same token budget."""
+    ids = sorted(dataset.corpus)
+    texts = [dataset.corpus[i].full_text for i in ids]
+    model = load_model(base, max_seq_length=max_seq_length)
+    budget = max_seq_length - 2  # [CLS] and [SEP]
+    rows = []
+    for head in [budget, *heads]:
+        variant = texts if head >= budget else head_and_tail(model.tokenizer, texts, budget, head)
+        started = time.perf_counter()
+        vectors = encode(model, variant, batch_size=batch_size, precision="bf16", show_progress=False)
+        row = {"head_tokens": min(head, budget), "tail_tokens": max(budget - head, 0),
+               "encode_s": round(time.perf_counter() - started, 1),
+               **score_on_training_claims(model, dataset, ids, vectors)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -149,6 +193,9 @@ def main() -> None:
     parser.add_argument("--lengths", nargs="+", type=int, default=[128, 192, 256, 384, 512])
     parser.add_argument("--documents", type=int, default=1000, help="documents for the kernel and batch-size comparisons")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 16, 32, 64, 128])
+    parser.add_argument("--head-tokens", nargs="*", type=int, default=[],
+                        help="head+tail truncation: tokens kept from each long document's start (the rest of "
+                             "the budget from its end); compared with head-only truncation")
     parser.add_argument("--skip", nargs="*", default=[], choices=["peak", "max_seq_length", "kernels", "batch_size"])
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
@@ -168,6 +215,9 @@ def main() -> None:
     if "batch_size" not in args.skip:
         results["batch_size"] = batch_size_sweep(base, dataset, params["model"]["max_seq_length"], args.batch_sizes,
                                                  args.documents)
+    if args.head_tokens:
+        results["truncation"] = truncation_sweep(base, dataset, params["model"]["max_seq_length"], args.head_tokens,
+                                                 batch_size)
     if args.output:
         args.output.write_text(json.dumps(results, indent=2) + "\n")
 
