@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -552,7 +553,7 @@ def test_train_model_remines_once_and_continues_the_same_schedule(tmp_path) -> N
         curve = {int(r["step"]): float(r["learning_rate"]) for r in csv.DictReader(handle, delimiter="\t")}
     assert sorted(curve)[-3:] == [7, 8, 9]  # the second trainer's steps follow the first's
     rates = [curve[s] for s in sorted(curve)]
-    assert all(a > b for a, b in zip(rates, rates[1:]))  # one linear decay over all 9 steps
+    assert all(a > b for a, b in itertools.pairwise(rates))  # one linear decay over all 9 steps
     summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert summary["step"] == 9 and summary["epoch"] == pytest.approx(3.0)  # the whole run, not the last trainer
     assert summary["train"]["train_runtime"] >= stats["remine_seconds"]

@@ -59,7 +59,8 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settings = ((M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD), (M_TRIM_THRESHOLD, 2**31 - 1), (M_MMAP_MAX, 0))
-    return all([bool(mallopt(option, value)) for option, value in settings])
+    applied = [bool(mallopt(option, value)) for option, value in settings]  # every one, even after a failure
+    return all(applied)
 
 
 def load_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
