@@ -131,11 +131,22 @@ def _start_service(root: Path, env: dict, port: int, *options: str):
         time.sleep(0.5)
 
 
+def _stop_service(root: Path, proc) -> None:
+    """SIGTERM, as a process manager stops the service: it must exit normally (status 143) and let go of the
+    embedded PostgreSQL, which pgserver stops when its last user has gone (a process killed by the signal
+    itself would skip that and leave the server running)."""
+    import signal
+
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stdout.read()
+    assert proc.pid not in json.loads((root / ".pgdata" / ".handle_pids.json").read_text())
+
+
 def test_ab_interleaving_with_simulated_users(project: tuple[Path, dict]) -> None:
     """Control: the base model; treatment: the fine-tuned one. Simulated users search the sample's *training*
     queries (where the fine-tuned model is better by construction, so the test checks that the A/B machinery
     detects a better model; the held-out comparison is bench/ab_simulation.py) and click relevant results."""
-    import signal
 
     from embedtune.data import read_qrels, read_queries
     from embedtune.simulate import simulate
@@ -155,15 +166,13 @@ def test_ab_interleaving_with_simulated_users(project: tuple[Path, dict]) -> Non
     try:
         stats = simulate(f"http://127.0.0.1:{port}", pool, SEARCHES, seed=3)
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(30)
+        _stop_service(root, service)
     assert stats["relevant_clicks"] > SEARCHES // 2
     service = _start_service(root, env, port, *options)  # logs survive a restart
     try:
         simulate(f"http://127.0.0.1:{port}", pool, 10, seed=4)
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(30)
+        _stop_service(root, service)
     result = json.loads(sh(["embedtune", "ab", "report", "e2e", "--json"], root, env, stdout_only=True))
     assert result["impressions"] == SEARCHES + 10
     assert result["verdict"] == "treatment better", result["interleaving"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -200,6 +201,10 @@ def serve(
         _fail(exc)
     typer.echo(f"serving experiment {experiment!r} ({mode}): " +
                ", ".join(f"{n}={a.version}" for n, a in service.arms.items()) + f" on http://{host}:{port}/")
+    # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found. Python's default
+    # would end the process on the spot, skipping the exit handlers, and leave the embedded PostgreSQL running;
+    # this one exits normally instead (status 143), so the server is stopped when its last user goes.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     try:
         uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
     finally:
