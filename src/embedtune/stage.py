@@ -45,8 +45,9 @@ def keep_freed_memory() -> bool:
     each, above the highest threshold glibc accepts). No trimming and no ``mmap`` at all keep freed memory for the
     next batch: encoding ran 6-10% faster on the 2-core EPYC, training steps 25% faster (``python
     bench/allocator.py [--workload train]``, docs/performance.md). The cost is that a stage process keeps its
-    peak heap until it exits (the default train stage: 5.8 GB resident instead of ~4.3). Skipped outside glibc, and when ``GLIBC_TUNABLES`` already sets malloc options (the
-    user's choice wins). Returns whether the settings took effect.
+    peak heap until it exits (the default train stage: 5.8 GB resident instead of ~4.3). Skipped outside glibc,
+    and when ``GLIBC_TUNABLES`` already sets malloc options (the user's choice wins). Returns whether the settings
+    took effect.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
