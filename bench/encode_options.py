@@ -8,7 +8,8 @@ Three measurements, printed as they finish and written to ``--output`` as JSON:
    the dataset's *training* claims (the base model has not seen them, and the test claims must not steer a
    default). Shows what truncation costs in quality and what longer inputs cost in time.
 3. ``kernels``: the same 1,000 documents encoded with SDPA or eager attention, with bf16 autocast or with
-   the whole model cast to bf16, and under ``torch.compile``; time of two passes and cosine to fp32.
+   the whole model cast to bf16, under ``torch.compile``, and with int8 weights (PyTorch dynamic quantization
+   of every linear layer, per-channel, fp32 elsewhere); time of two passes and cosine to fp32.
 4. ``batch_size``: the same documents encoded (bf16) at several batch sizes, interleaved rounds, median each.
    Small batches keep a layer's activations in the CPU cache; large ones give the matmuls bigger blocks.
 5. ``truncation``: head+tail instead of head-only truncation at ``max_seq_length`` (opt in: ``--head-tokens``).
@@ -136,27 +137,32 @@ def kernel_variants(base: str, dataset, max_seq_length: int, batch_size: int, do
     model = load_model(base, max_seq_length=max_seq_length)
     reference = encode(model, texts, batch_size=batch_size, precision="fp32", show_progress=False)
 
-    def variant(attention: str, pure_bf16: bool, compiled: bool):
+    def variant(attention: str, weights: str, compiled: bool):
         m = copy.deepcopy(model)
         if attention != "sdpa":
             m[0].auto_model.set_attn_implementation(attention)
-        if pure_bf16:
+        if weights == "bf16":
             m = m.to(torch.bfloat16)
+        if weights == "int8":  # quantized linears take fp32 inputs, so no autocast around them
+            m[0].model = torch.ao.quantization.quantize_dynamic(
+                m[0].model, {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}, dtype=torch.qint8)
         if compiled:
             m[0].model = torch.compile(m[0].model, dynamic=True)  # auto_model is a read-only alias
         return m
 
     rows = []
-    for attention, pure, compiled in (("sdpa", False, False), ("sdpa", True, False), ("eager", False, False),
-                                      ("eager", True, False), ("sdpa", False, True)):
-        m = variant(attention, pure, compiled)
+    for attention, weights, compiled in (("sdpa", "fp32 + autocast", False), ("sdpa", "bf16", False),
+                                         ("eager", "fp32 + autocast", False), ("eager", "bf16", False),
+                                         ("sdpa", "fp32 + autocast", True), ("sdpa", "int8", False)):
+        m = variant(attention, weights, compiled)
         passes, vectors = [], None
         for _ in range(2 + compiled):  # a compiled model's first pass includes compilation
             started = time.perf_counter()
-            vectors = encode(m, texts, batch_size=batch_size, precision="bf16", show_progress=False)
+            vectors = encode(m, texts, batch_size=batch_size, precision="fp32" if weights == "int8" else "bf16",
+                             show_progress=False)
             passes.append(round(time.perf_counter() - started, 1))
         cosine = np.sum(vectors * reference, axis=1)
-        row = {"attention": attention, "weights": "bf16" if pure else "fp32 + autocast", "compiled": compiled,
+        row = {"attention": attention, "weights": weights, "compiled": compiled,
                "documents": len(texts), "passes_s": passes, "mean_cosine_to_fp32": round(float(cosine.mean()), 6),
                "min_cosine_to_fp32": round(float(cosine.min()), 5)}
         rows.append(row)
