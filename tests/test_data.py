@@ -52,6 +52,13 @@ def test_bad_corpus_lines(tmp_path: Path, corpus, line, field, fragment) -> None
     assert str(err).startswith(f"{err.path}:{line}: ")
 
 
+def test_malformed_json_names_the_column_on_its_own_line(tmp_path: Path) -> None:
+    line = '{"_id": "d2", "title": "x", "text": "no closing brace"'
+    root = _dataset(tmp_path, corpus=[GOOD_DOC, line])
+    with pytest.raises(InputError, match=rf"corpus.jsonl:2: malformed JSON at column {len(line) + 1}: Expecting"):
+        read_dataset(root)
+
+
 def test_empty_query_text_is_an_error(tmp_path: Path) -> None:
     root = _dataset(tmp_path, queries=[GOOD_QUERY, {"_id": "q2", "text": "   "}])
     with pytest.raises(InputError, match=r"queries.jsonl:2: field 'text': is empty"):

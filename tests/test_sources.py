@@ -86,6 +86,43 @@ def test_bad_csv_pairs_name_the_line(tmp_path: Path) -> None:
         read_sources(root)
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "line", "fragment"),
+    [
+        ("pairs.csv", "", None, "contains no rows"),
+        ("pairs.csv", "query,positive_id\n", None, "contains no rows"),
+        ("pairs.jsonl", "\n", None, "contains no rows"),
+        ("clicks.jsonl", "", None, "contains no rows"),
+        ("pairs.csv", "question,positive_id\nfirst question,d1\n", 1,
+         "no 'query' or 'query_id' column (columns: question, positive_id)"),
+        ("pairs.csv", "query,doc\nfirst question,d1\n", 1, "no 'positive' or 'positive_id' column"),
+        ("clicks.csv", "query,shown,clicks,timestamp\nq,d1,d1,t\n", 1, "no 'clicked' column"),
+    ],
+)
+def test_empty_tables_and_misnamed_columns_are_reported_against_the_file(tmp_path: Path, name, content, line,
+                                                                         fragment) -> None:
+    root = write_beir(tmp_path / "d", CORPUS, [], {})
+    (root / name).write_text(content, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        read_sources(root)
+    assert info.value.path.endswith(name) and info.value.line == line and fragment in str(info.value)
+
+
+def test_misnamed_parquet_column_is_reported(tmp_path: Path) -> None:
+    root = write_beir(tmp_path / "d", CORPUS, [], {})
+    pd.DataFrame({"question": ["q"], "positive_id": ["d1"]}).to_parquet(root / "pairs.parquet")
+    with pytest.raises(InputError, match=r"pairs.parquet:1: no 'query' or 'query_id' column"):
+        read_sources(root)
+
+
+@pytest.mark.parametrize("rows", [[], [("q1", "d1", 0)]])
+def test_qrels_without_a_relevant_pair_are_an_error(tmp_path: Path, rows) -> None:
+    root = write_beir(tmp_path / "d", CORPUS, [{"_id": "q1", "text": "a question"}],
+                      {"train": [("q1", "d1", 1)], "test": rows})
+    with pytest.raises(InputError, match=r"test.tsv: judges no query-document pair as relevant"):
+        read_sources(root)
+
+
 def _search(query: str, shown: list[str], clicked: list[str], session: str = "s1", ts: str = "2026-01-01T10:00:00"):
     return {"query": query, "shown": shown, "clicked": clicked, "timestamp": ts, "session": session}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from embedtune.data import Dataset, Document, Query
-from embedtune.errors import ConfigError
+from embedtune.errors import ConfigError, InputError
 from embedtune.split import split_queries
 
 CLAIMS = [
@@ -32,6 +32,12 @@ def test_source_split_kept_and_leaking_train_queries_dropped() -> None:
     assert set(result.train) == {"q2", "q3", "q4"}  # q0 near-duplicates test query q1
     assert result.stats["train_queries_dropped_for_leakage"] == 1
     assert result.stats["source_split"] is True
+
+
+def test_an_empty_source_test_split_names_its_file() -> None:
+    with pytest.raises(InputError, match=r"qrels/test.tsv: judges no query .* no test queries"):
+        split_queries(_dataset({"train": [0, 2, 3, 4], "test": []}), test_fraction=0.2, seed=0,
+                      near_duplicate_threshold=0.7)
 
 
 def test_leakage_report_only() -> None:

@@ -588,3 +588,36 @@ def test_remine_with_model_takes_negatives_from_the_models_ranking() -> None:
     dataset, stats = remine_with_model(load_model(BASE), examples, corpus, queries, options, batch_size=4)
     assert dataset.column_names == ["anchor", "positive", "negative_1"]
     assert dataset["negative_1"] == [corpus["d2"].full_text] and stats["rows_with_other_negatives"] == 1
+
+
+def test_interrupted_training_leaves_nothing_beside_the_model(tmp_path, monkeypatch) -> None:
+    """Ctrl-C mid-training: the trainer's scratch directory goes with the staging directory, nothing is left."""
+    from datasets import Dataset
+
+    import embedtune.training as training
+    from embedtune.data import atomic_directory
+
+    real_build_loss, seen = training.build_loss, {}
+
+    def interrupting_loss(*args, **kwargs):
+        loss = real_build_loss(*args, **kwargs)
+        forward = loss.forward
+
+        def interrupt_on_the_second_step(*a, **k):
+            seen["calls"] = seen.get("calls", 0) + 1
+            if seen["calls"] == 2:
+                seen["scratch"] = sorted(p.name for p in (tmp_path / "models").rglob("*") if p.is_dir())
+                raise KeyboardInterrupt
+            return forward(*a, **k)
+
+        loss.forward = interrupt_on_the_second_step
+        return loss
+
+    monkeypatch.setattr(training, "build_loss", interrupting_loss)
+    dataset = Dataset.from_dict({"anchor": [f"question {i}?" for i in range(6)],
+                                 "positive": [f"An answer about topic {i}." for i in range(6)]})
+    config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "logging_steps": 1}, seed=1)
+    with pytest.raises(KeyboardInterrupt), atomic_directory(tmp_path / "models" / "finetuned") as staging:
+        training.train_model(BASE, dataset, config, staging, tmp_path / "live", max_seq_length=16)
+    assert ".trainer" in seen["scratch"]  # the trainer did create its scratch directory...
+    assert list((tmp_path / "models").iterdir()) == []  # ...and it went with the staging directory

@@ -101,7 +101,7 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, JSON object) for each record; raise InputError on malformed lines."""
     for number, text in _decode_lines(path):
         try:
-            record = json.loads(text)
+            record = json.loads(text.rstrip("\r\n"))  # else an unclosed record is reported at the next line's column 1
         except json.JSONDecodeError as exc:
             raise InputError(f"malformed JSON at column {exc.colno}: {exc.msg}", path=path, line=number) from None
         if not isinstance(record, dict):

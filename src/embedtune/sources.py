@@ -151,9 +151,45 @@ class _Builder:
         self.train.setdefault(qid, {})[did] = 1
 
 
+def _columns(path: Path) -> list[str] | None:
+    """The header of a CSV or Parquet table (None for JSONL, whose records each name their own fields)."""
+    if path.suffix == ".csv":
+        for _, text in _decode_lines(path):
+            return next(csv.reader([text]), [])
+        return []
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several unrelated types for a damaged file
+            raise InputError(f"cannot read Parquet: {exc}", path=path) from None
+    return None
+
+
+def _require_rows(path: Path, rows: int) -> None:
+    if rows == 0:
+        raise InputError("contains no rows (remove the file if it has nothing to add)", path=path)
+
+
+def _require_columns(path: Path, alternatives: list[tuple[str, ...]]) -> None:
+    """Check a table's header once, so a misnamed column is reported against the header, not every row."""
+    columns = _columns(path)
+    if columns is None:
+        return
+    _require_rows(path, len(columns))  # an empty file has not even a header
+    for names in alternatives:
+        if not any(name in columns for name in names):
+            wanted = " or ".join(repr(n) for n in names)
+            raise InputError(f"no {wanted} column (columns: {', '.join(columns) or 'none'})", path=path, line=1)
+
+
 def read_pairs(path: Path, builder: _Builder) -> None:
     counts = builder.report.counts
+    _require_columns(path, [("query", "query_id"), ("positive", "positive_id")])
+    rows = 0
     for line, record in _iter_table(path):
+        rows += 1
         if "query" in record and record.get("query") is not None:
             qid = builder.query(_text(record, "query", path, line, required=True), line)
         elif record.get("query_id") is not None:
@@ -184,6 +220,7 @@ def read_pairs(path: Path, builder: _Builder) -> None:
             else:
                 builder.negatives[qid].add(did)
                 counts["pair_negatives"] += 1
+    _require_rows(path, rows)
 
 
 def _id_list(record: Mapping, name: str, path: Path, line: int) -> list[str]:
@@ -209,6 +246,7 @@ def read_clicks(path: Path, builder: _Builder, options: ClickOptions) -> None:
     counts = builder.report.counts
     searches: list[tuple[int, str, str, list[str], list[str]]] = []
     per_session: Counter[str] = Counter()
+    _require_columns(path, [("query",), ("shown",), ("clicked",), ("timestamp",)])
     for line, record in _iter_table(path):
         query = _text(record, "query", path, line, required=True)
         shown = _id_list(record, "shown", path, line)
@@ -224,6 +262,7 @@ def read_clicks(path: Path, builder: _Builder, options: ClickOptions) -> None:
             raise InputError(f"clicked id {missing[0]!r} was not shown", path=path, line=line, field="clicked")
         searches.append((line, session, query, shown, clicked))
         per_session[session] += 1
+    _require_rows(path, len(searches))
     counts["searches"] = len(searches)
     bots = {s for s, n in per_session.items() if n > options.max_searches_per_session}
     click_count: Counter[tuple[str, str]] = Counter()
@@ -271,6 +310,9 @@ def read_sources(directory: Path, clicks: ClickOptions | None = None) -> tuple[D
         raise InputError("no training signal: expected qrels/train.tsv, a pairs file "
                          f"({', '.join(PAIRS_NAMES)}) or a click log ({', '.join(CLICKS_NAMES)})", path=directory)
     qrels = {p.stem: read_qrels(p, corpus, queries) for p in qrels_files}
+    for path in qrels_files:
+        if not any(score > 0 for docs in qrels[path.stem].values() for score in docs.values()):
+            raise InputError("judges no query-document pair as relevant (no line with a score above 0)", path=path)
     builder = _Builder(corpus, queries)
     if pairs_path:
         read_pairs(pairs_path, builder)

@@ -110,6 +110,10 @@ def split_queries(
     total = len(train) + len(test)
     stats["test_fraction"] = round(len(test) / total, 4) if total else 0.0
     stats["low_train_pairs"] = stats["train_pairs"] < min_train_pairs
+    if not test and stats["source_split"]:
+        raise InputError("judges no query that is also in queries.jsonl and the prepared corpus: no test queries "
+                         "(remove it to hold out split.test_fraction of the training queries instead)",
+                         path="qrels/test.tsv")
     if not test:
         raise InputError("the split left no test queries: the dataset needs more judged queries")
     return SplitResult(train=train, test=test, dev=dev, stats=stats)

@@ -610,7 +610,9 @@ def train_model(
     # With re-mining, the first trainer plans the whole run (its scheduler decays over every step) and stops at
     # the refresh; the second continues with the same optimizer and scheduler on the re-mined rows.
     before_refresh = min(steps - 1, max(1, round(steps * (config.epochs - config.remine_epochs) / config.epochs)))
-    checkpoints = output_dir.parent / f".{output_dir.name}.checkpoints"
+    # The trainer's scratch directory lives inside the output, so a failed or interrupted stage removes it with
+    # the staging directory (atomic_directory) instead of leaving it beside the model.
+    checkpoints = output_dir / ".trainer"
 
     def arguments(max_steps: int) -> SentenceTransformerTrainingArguments:
         return SentenceTransformerTrainingArguments(
