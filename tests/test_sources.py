@@ -111,7 +111,7 @@ def test_empty_tables_and_misnamed_columns_are_reported_against_the_file(tmp_pat
 def test_misnamed_parquet_column_is_reported(tmp_path: Path) -> None:
     root = write_beir(tmp_path / "d", CORPUS, [], {})
     pd.DataFrame({"question": ["q"], "positive_id": ["d1"]}).to_parquet(root / "pairs.parquet")
-    with pytest.raises(InputError, match=r"pairs.parquet:1: no 'query' or 'query_id' column"):
+    with pytest.raises(InputError, match=r"pairs.parquet: no 'query' or 'query_id' column \(columns: question, positive_id\)"):
         read_sources(root)
 
 

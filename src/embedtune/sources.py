@@ -181,7 +181,8 @@ def _require_columns(path: Path, alternatives: list[tuple[str, ...]]) -> None:
     for names in alternatives:
         if not any(name in columns for name in names):
             wanted = " or ".join(repr(n) for n in names)
-            raise InputError(f"no {wanted} column (columns: {', '.join(columns) or 'none'})", path=path, line=1)
+            raise InputError(f"no {wanted} column (columns: {', '.join(columns) or 'none'})", path=path,
+                             line=1 if path.suffix == ".csv" else None)  # the header line; Parquet has no lines
 
 
 def read_pairs(path: Path, builder: _Builder) -> None:
