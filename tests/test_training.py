@@ -594,7 +594,7 @@ def test_interrupted_training_leaves_nothing_beside_the_model(tmp_path, monkeypa
     """Ctrl-C mid-training: the trainer's scratch directory goes with the staging directory, nothing is left."""
     from datasets import Dataset
 
-    import embedtune.training as training
+    from embedtune import training
     from embedtune.data import atomic_directory
 
     real_build_loss, seen = training.build_loss, {}
