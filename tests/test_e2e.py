@@ -101,6 +101,15 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
               "-Strain.learning_rate=1e-4"], root, env)
     assert ran(out) == {"train", "embed_finetuned", "evaluate", "evaluate_dev", "reindex"}
     assert _metrics(root, "reindex.json")["created"] is True  # a new model is a new index version
+    three_epochs = (root / "models" / "finetuned" / "model.safetensors").read_bytes()
+
+    # back to a setting trained before, and forward again: DVC's run cache restores the model, nothing retrains
+    for epochs in (1, 3):
+        out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", f"-Strain.epochs={epochs}",
+                  "-Strain.learning_rate=1e-4"], root, env)
+        assert not {"train", "embed_finetuned"} & ran(out), out
+        assert "Stage 'train' is cached" in out
+    assert (root / "models" / "finetuned" / "model.safetensors").read_bytes() == three_epochs
 
 
 def _free_port() -> int:
