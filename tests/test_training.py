@@ -621,3 +621,64 @@ def test_interrupted_training_leaves_nothing_beside_the_model(tmp_path, monkeypa
         training.train_model(BASE, dataset, config, staging, tmp_path / "live", max_seq_length=16)
     assert ".trainer" in seen["scratch"]  # the trainer did create its scratch directory...
     assert list((tmp_path / "models").iterdir()) == []  # ...and it went with the staging directory
+
+
+# --- train.attention_dropout_heads=shared: one attention-dropout mask for all heads ---------------------------
+
+
+def test_shared_dropout_attention_computes_the_models_own_attention_without_dropout() -> None:
+    from embedtune.training import use_shared_attention_dropout
+
+    model = load_model(BASE, max_seq_length=32)
+    texts = ["Aspirin lowers the risk of a second heart attack.", "Vitamin D", "Statins and muscle pain in adults"]
+    own = model.encode(texts, convert_to_tensor=True)  # padded batch: the mask path is exercised too
+    restore = use_shared_attention_dropout(model)
+    assert model[0].auto_model.config._attn_implementation == "embedtune_shared_dropout"
+    shared = model.encode(texts, convert_to_tensor=True)
+    restore()
+    assert model[0].auto_model.config._attn_implementation == "sdpa"  # the saved config keeps the model's own
+    torch.testing.assert_close(shared, own, atol=2e-5, rtol=1e-4)
+
+
+def test_shared_dropout_attention_drops_the_same_scores_in_every_head() -> None:
+    from embedtune.training import shared_dropout_attention
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()  # training mode
+    batch, heads, length = 2, 12, 16
+    query, key = torch.randn(batch, heads, length, 8), torch.randn(batch, heads, length, 8)
+    value = torch.eye(length).expand(batch, heads, length, length)  # the output is the attention weights
+    weights, _ = shared_dropout_attention(module, query, key, value, None, dropout=0.5)  # batch x query x heads x key
+    dropped = weights == 0
+    assert 0.3 < dropped.float().mean() < 0.7
+    assert torch.equal(dropped, dropped[:, :, :1, :].expand_as(dropped))  # one mask for all heads
+    assert not torch.equal(dropped[0], dropped[1])  # but not for all examples
+    module.eval()
+    weights, _ = shared_dropout_attention(module, query, key, value, None, dropout=0.5)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(batch, length, heads))  # no dropout outside training
+
+
+def test_attention_dropout_heads_is_checked() -> None:
+    from embedtune.training import use_shared_attention_dropout
+
+    with pytest.raises(ConfigError, match="train.attention_dropout_heads"):
+        TrainConfig.from_params({"attention_dropout_heads": "some"}, seed=1)
+    mpnet_like = [type("Transformer", (), {"auto_model": type("M", (), {"config": type("C", (), {"model_type": "mpnet"})()})()})()]
+    with pytest.raises(ConfigError, match="BERT-style models .* not mpnet"):
+        use_shared_attention_dropout(mpnet_like)
+
+
+def test_train_model_with_shared_attention_dropout_saves_the_models_own_attention(tmp_path) -> None:
+    from datasets import Dataset
+
+    from embedtune.training import train_model
+
+    topics = ["aspirin", "insulin", "statins", "vitamin D"]
+    dataset = Dataset.from_dict({"anchor": [f"does {t} matter?" for t in topics],
+                                 "positive": [f"A study of {t} and its effects." for t in topics]})
+    config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "attention_dropout_heads": "shared"}, seed=1)
+    stats = train_model(BASE, dataset, config, tmp_path / "model", tmp_path / "live", max_seq_length=32)
+    assert stats["steps"] == 2 and stats["final_loss"] is not None
+    saved = (tmp_path / "model" / "config.json").read_text()
+    assert "embedtune_shared_dropout" not in saved
+    load_model(str(tmp_path / "model")).encode(["loads and encodes"])

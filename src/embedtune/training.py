@@ -63,6 +63,10 @@ class TrainConfig:
     # on CPU: it samples a mask over every (head, query, key) score and forces the unfused attention kernel.
     attention_dropout: float | None = None
     hidden_dropout: float | None = None
+    # "each": attention dropout as the model has it, one mask per head (12 per example and layer in MiniLM).
+    # "shared": one mask per (example, query, key), shared by all heads, on an eager attention path
+    # (``shared_dropout_attention``): a twelfth of the random draws. BERT-style models only.
+    attention_dropout_heads: str = "each"
     # A budget, not a quality knob: a domain with many labelled pairs would otherwise train for hours on a CPU
     # (3 epochs of 110k pairs at batch 16 is ~20,000 steps). 300 steps of 16 (4,800 examples) is at most ~30 min
     # here on 256-token documents; SciFact's 3 epochs take 150. None trains every epoch in full.
@@ -145,6 +149,9 @@ class TrainConfig:
                               f"got {config.remine_epochs!r}")
         if config.remine_epochs and config.rotate_negatives:
             raise ConfigError("train.remine_epochs and train.rotate_negatives do not combine: set one of them off")
+        if config.attention_dropout_heads not in ATTENTION_DROPOUT_HEADS:
+            raise ConfigError(f"train.attention_dropout_heads must be one of {ATTENTION_DROPOUT_HEADS}, "
+                              f"got {config.attention_dropout_heads!r}")
         for name in ("rotate_negatives", "freeze_embeddings"):
             if not isinstance(getattr(config, name), bool):
                 raise ConfigError(f"train.{name} must be true or false, got {getattr(config, name)!r}")
@@ -192,6 +199,61 @@ def planned_steps(num_examples: int, config: TrainConfig) -> tuple[int, bool]:
     if config.max_steps is not None and config.max_steps < full:
         return config.max_steps, True
     return full, False
+
+
+ATTENTION_DROPOUT_HEADS = ("each", "shared")
+SHARED_DROPOUT_ATTENTION = "embedtune_shared_dropout"
+
+
+def shared_dropout_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
+                             scaling: float | None = None, dropout: float = 0.0, **kwargs: Any) -> tuple[Any, None]:
+    """Scaled dot-product attention whose dropout mask is drawn once per (example, query, key) and shared by
+    every head, for ``train.attention_dropout_heads=shared``.
+
+    Why: with attention dropout on, PyTorch cannot use its fused CPU attention kernel and draws a Bernoulli mask
+    over every (head, query, key) score: 16 x 12 x 256 x 256 draws per layer and document pass, a fifth of a
+    training step on the 2-core EPYC (docs/performance.md). One mask for all heads draws a twelfth of that; a
+    dropped key is then hidden from every head of that query at once, a coarser regulariser than the model
+    was pre-trained with. Same signature and output layout as transformers' attention functions (``query``,
+    ``key``, ``value``: batch x heads x length x head size; returns batch x length x heads x head size).
+    """
+    import torch
+
+    scaling = query.size(-1) ** -0.5 if scaling is None else scaling
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:  # True: attend
+            weights = weights.masked_fill(~attention_mask, torch.finfo(weights.dtype).min)
+        else:
+            weights = weights + attention_mask
+    weights = torch.softmax(weights, dim=-1)
+    if dropout > 0.0 and module.training:
+        keep = torch.empty((weights.shape[0], 1, *weights.shape[2:]), dtype=weights.dtype, device=weights.device)
+        weights = weights * keep.bernoulli_(1.0 - dropout).div_(1.0 - dropout)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), None
+
+
+def use_shared_attention_dropout(model: Any) -> Callable[[], None]:
+    """Route ``model``'s self-attention through ``shared_dropout_attention``; returns the function that routes it
+    back (so the saved config keeps the model's own attention implementation). BERT-style transformers only."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    if config is None or config.model_type != "bert":
+        kind = getattr(config, "model_type", type(model[0]).__name__)
+        raise ConfigError(f"train.attention_dropout_heads=shared is implemented for BERT-style models "
+                          f"(model_type bert, as all-MiniLM-L6-v2), not {kind}; set it to 'each'")
+    AttentionInterface.register(SHARED_DROPOUT_ATTENTION, shared_dropout_attention)
+    # the padding mask as SDPA takes it: boolean, or none at all for a batch without padding
+    AttentionMaskInterface.register(SHARED_DROPOUT_ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    own = config._attn_implementation
+    config._attn_implementation = SHARED_DROPOUT_ATTENTION
+
+    def restore() -> None:
+        config._attn_implementation = own
+
+    return restore
 
 
 def is_attention_dropout(parent: Any) -> bool:
@@ -584,6 +646,10 @@ def train_model(
     if any(changed.values()):
         log.info("dropout set: attention %s on %d modules, hidden %s on %d modules", config.attention_dropout,
                  changed["attention"], config.hidden_dropout, changed["hidden"])
+    restore_attention = None
+    if config.attention_dropout_heads == "shared":
+        restore_attention = use_shared_attention_dropout(model)
+        log.info("train.attention_dropout_heads=shared: one attention-dropout mask per example, shared by the heads")
     if config.freeze_embeddings:
         frozen = freeze_input_embeddings(model)
         log.info("train.freeze_embeddings: %.1fM of %.1fM weights kept as the base model has them", frozen / 1e6,
@@ -679,6 +745,8 @@ def train_model(
         loss_sum += float(result.training_loss) * int(result.global_step)
     seconds = time.perf_counter() - started
     model.max_seq_length = encode_length
+    if restore_attention is not None:
+        restore_attention()
     if config.average_epochs > 1:
         kept = [state for _, state in snapshots.snapshots]
         if len(kept) < config.average_epochs:
