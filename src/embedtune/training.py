@@ -65,7 +65,8 @@ class TrainConfig:
     hidden_dropout: float | None = None
     # "each": attention dropout as the model has it, one mask per head (12 per example and layer in MiniLM).
     # "shared": one mask per (example, query, key), shared by all heads, on an eager attention path
-    # (``shared_dropout_attention``): a twelfth of the random draws. BERT-style models only.
+    # (``shared_dropout_attention``): a twelfth of the random draws, a third off each step on the 2-core EPYC, but
+    # -0.013 dev recall@10 over three SciFact splits, so not the default (docs/experiments.md). BERT-style only.
     attention_dropout_heads: str = "each"
     # A budget, not a quality knob: a domain with many labelled pairs would otherwise train for hours on a CPU
     # (3 epochs of 110k pairs at batch 16 is ~20,000 steps). 300 steps of 16 (4,800 examples) is at most ~30 min
