@@ -187,8 +187,11 @@ def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[np.ndar
 def _encode_share(model: SentenceTransformer, texts: Sequence[str], batches: list[np.ndarray], *, batch_size: int,
                   precision: str, threads: int, connection) -> None:
     """Runs in a forked process: encode ``batches`` with ``threads`` threads, sending each batch's vectors back."""
+    import signal
+
     import torch
 
+    _exit_with_parent(signal.SIGTERM)
     try:
         torch.set_num_threads(threads)
         for number, batch in enumerate(batches):
@@ -196,10 +199,22 @@ def _encode_share(model: SentenceTransformer, texts: Sequence[str], batches: lis
                              show_progress=False)
             connection.send(("batch", number, vectors))
         connection.send(("done", None, None))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C reaches the whole process group: the parent stops the encode and says so
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
-        connection.send(("error", None, traceback.format_exc()))
+        with contextlib.suppress(OSError):  # the parent may be gone already
+            connection.send(("error", None, traceback.format_exc()))
     finally:
         connection.close()
+
+
+def _exit_with_parent(sig: int) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``), so an
+    encoding process does not outlive a stage that was killed."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(1, int(sig), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
 
 
 class EncodeProcessError(EmbedtuneError):
