@@ -19,7 +19,7 @@ import yaml
 
 from embedtune import index
 from embedtune.data import read_corpus, read_qrels, read_queries
-from embedtune.embeddings import load_embeddings
+from embedtune.embeddings import load_embeddings, load_views, view_layout
 from embedtune.models import resolve_model_path
 from embedtune.serve import BackgroundServer, Experiment, SearchService, report
 from embedtune.simulate import simulate
@@ -40,11 +40,13 @@ def main() -> None:
     base_dir = resolve_model_path(params["model"]["base"]).resolve()
     url = index.database_url()
     with index.connect(url) as conn:
-        ids, vectors, _ = load_embeddings(Path("data/embeddings/base"))
+        ids, vectors, meta = load_embeddings(Path("data/embeddings/base"))
         control = index.load_version(conn, fingerprint=index.model_fingerprint(base_dir), model_path=str(base_dir),
                                      ids=ids, vectors=vectors, titles=[corpus[i].title for i in ids],
-                                     texts=[corpus[i].text for i in ids]).version
-        treatment = index.table_for(index.model_fingerprint(Path("models/finetuned")))
+                                     texts=[corpus[i].text for i in ids], views=load_views(Path("data/embeddings/base"), ids),
+                                     layout=view_layout(meta)).version
+        _, _, tuned_meta = load_embeddings(Path("data/embeddings/finetuned"))
+        treatment = index.table_for(index.model_fingerprint(Path("models/finetuned")), view_layout(tuned_meta))
     name = f"sim-{args.mode}-{uuid.uuid4().hex[:6]}"
     server = BackgroundServer(SearchService(url, Experiment(name, args.mode, control, treatment, 0.5)))
     pool = [(queries[q].text, {d for d, s in docs.items() if s > 0}) for q, docs in sorted(test.items())]

@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from embedtune.data import read_qrels, read_queries, write_json_atomic
-from embedtune.embeddings import load_embeddings, matching_precision
+from embedtune.embeddings import load_embeddings, load_views, matching_precision
 from embedtune.evaluation import compare, evaluate_model, summarize
 from embedtune.models import load_model
 from embedtune.reports import (
@@ -38,6 +38,7 @@ def main() -> None:
         model, {q: v.text for q, v in queries.items()}, qrels, corpus_ids, corpus_vectors,
         top_k=get(params, "evaluate.top_k"), batch_size=get(params, "encode.batch_size"),
         precision=matching_precision(get(params, "encode.precision"), corpus_meta),
+        views=load_views(args.embeddings, corpus_ids),
     )
     baseline = read_per_query(args.baseline_per_query)
     primary = get(params, "evaluate.primary_metric")

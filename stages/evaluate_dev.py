@@ -8,7 +8,7 @@ import argparse
 from pathlib import Path
 
 from embedtune.data import read_qrels, read_queries, write_json_atomic
-from embedtune.embeddings import load_embeddings, matching_precision
+from embedtune.embeddings import load_embeddings, load_views, matching_precision
 from embedtune.evaluation import dev_summary, evaluate_model
 from embedtune.models import load_model
 from embedtune.stage import get, load_params, log, run_stage
@@ -39,7 +39,8 @@ def main() -> None:
             continue
         model = load_model(model_spec, max_seq_length=get(params, "model.max_seq_length"))
         per_model[name], _ = evaluate_model(model, texts, qrels, corpus_ids, corpus_vectors, **settings,
-                                            precision=matching_precision(get(params, "encode.precision"), corpus_meta))
+                                            precision=matching_precision(get(params, "encode.precision"), corpus_meta),
+                                            views=load_views(embeddings, corpus_ids))
     summary = dev_summary(per_model["base"], per_model["finetuned"])
     write_json_atomic(args.metrics, summary)
     log.info("dev: %s", summary)

@@ -14,7 +14,7 @@ import numpy as np
 
 from embedtune import index
 from embedtune.data import read_corpus, read_qrels, read_queries, write_json_atomic
-from embedtune.embeddings import encode, load_embeddings, matching_precision
+from embedtune.embeddings import encode, load_embeddings, load_views, matching_precision, view_layout
 from embedtune.evaluation import search as exact_search
 from embedtune.models import load_model
 from embedtune.promotion import decide
@@ -40,6 +40,7 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     ids, vectors, corpus_meta = load_embeddings(args.embeddings)
+    views = load_views(args.embeddings, ids)
     corpus = read_corpus(args.corpus)
     comparison = json.loads(args.comparison.read_text(encoding="utf-8"))
     fingerprint = index.model_fingerprint(args.model)
@@ -55,6 +56,7 @@ def main() -> None:
             source_commit=_commit(), hnsw_m=get(params, "reindex.hnsw_m"),
             hnsw_ef_construction=get(params, "reindex.hnsw_ef_construction"),
             maintenance_work_mem=get(params, "reindex.maintenance_work_mem"),
+            views=views, layout=view_layout(corpus_meta),
         )
         log.info("%s %s: %d rows", "loaded" if loaded.created else "already complete:", loaded.version, loaded.rows)
         if decision.promote:
@@ -73,7 +75,7 @@ def main() -> None:
         qvecs = encode(model, [queries[q].text for q in qids], batch_size=get(params, "encode.batch_size"),
                        precision=matching_precision(get(params, "encode.precision"), corpus_meta),
                        show_progress=False)
-        exact = exact_search(qids, qvecs, ids, vectors, top_k=k)
+        exact = exact_search(qids, qvecs, ids, vectors, top_k=k, views=views)
         latencies, overlap = [], []
         for row, qid in enumerate(qids):
             started = time.perf_counter()
@@ -84,6 +86,7 @@ def main() -> None:
         serving = index.serving_version(conn)
     result = {
         "rows": loaded.rows,
+        "documents": len(ids),
         "version": loaded.version,
         "created": loaded.created,
         "load_rows_per_s": round(loaded.load_rows_per_s, 1),

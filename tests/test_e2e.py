@@ -75,7 +75,11 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert (root / "reports" / "comparison.png").stat().st_size > 10_000
     assert "Biggest wins" in (root / "reports" / "wins_losses.md").read_text()
     reindex = _metrics(root, "reindex.json")
-    assert reindex["rows"] == data["documents_out"] and reindex["created"] is True
+    tuned_meta = json.loads((root / "data" / "embeddings" / "finetuned" / "meta.json").read_text())
+    # encode.tail_tokens: long documents have a second vector in the index (their tail), short ones one
+    assert reindex["documents"] == data["documents_out"] and reindex["created"] is True
+    assert tuned_meta["tail_tokens"] > 0 and 0 < tuned_meta["views"] < data["documents_out"]
+    assert reindex["rows"] == data["documents_out"] + tuned_meta["views"]
     assert reindex["hnsw_recall@10"] >= 0.9 and reindex["query_p50_ms"] > 0
     assert reindex["serving"] == reindex["promoted"]
     for model in ("base", "finetuned"):  # encode.precision auto is resolved (by measuring) in the embed stage
@@ -113,6 +117,17 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
         assert not {"train", "embed_finetuned"} & ran(out), out
         assert "Stage 'train' is cached" in out
     assert (root / "models" / "finetuned" / "model.safetensors").read_bytes() == three_epochs
+
+    # documents read by their first tokens only: every ranking and the index change, the model does not (mining
+    # ranks by the documents' first tokens either way, so its output is the same and training is not rerun)
+    before = (root / "data" / "mined" / "train.jsonl").read_bytes()
+    out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", "-Strain.epochs=3",
+              "-Strain.learning_rate=1e-4", "-Sencode.tail_tokens=0"], root, env)
+    assert {"embed_base", "embed_finetuned", "baseline", "evaluate", "reindex"} <= ran(out) and "train" not in ran(out)
+    assert (root / "data" / "mined" / "train.jsonl").read_bytes() == before
+    assert not (root / "data" / "embeddings" / "finetuned" / "views.npy").exists()
+    reindex = _metrics(root, "reindex.json")
+    assert reindex["created"] is True and reindex["rows"] == reindex["documents"]  # another layout, another version
 
 
 def _free_port() -> int:

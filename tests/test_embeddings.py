@@ -197,3 +197,62 @@ def test_a_killed_process_is_named_with_its_exit_code(small_model, monkeypatch: 
     monkeypatch.setattr(embeddings, "encode", killed_in_the_child)
     with pytest.raises(EncodeProcessError, match=r"encoding process \d of 2 stopped \(exit code -9.*encode.processes=1"):
         encode_corpus(small_model, _varied_texts(60), batch_size=8, processes=2, show_progress=False)
+
+
+# --- tail views of long documents ----------------------------------------------------------------------------
+
+
+def test_long_documents_get_a_tail_view_of_title_and_last_whole_words(small_model) -> None:
+    from embedtune.embeddings import tail_views
+
+    tokenizer = small_model.tokenizer
+    body = " ".join(f"sentence{n} about insulin receptors." for n in range(60)) + " The finding: vitamin D cuts fractures."
+    titles, bodies = ["Vitamin D trial", "Short", ""], [body, "a short abstract", body]
+    indices, views = tail_views(titles, bodies, tokenizer, max_seq_length=48, tail_tokens=20)
+    assert indices == [0, 2]
+    assert views[0].startswith("Vitamin D trial ") and views[0].endswith("vitamin D cuts fractures.")
+    assert views[1].endswith("vitamin D cuts fractures.") and body.endswith(views[1])  # no title: the tail alone
+    tail = views[0][len("Vitamin D trial "):]
+    assert body.endswith(tail) and body[len(body) - len(tail) - 1] == " "  # cut between words, not inside one
+    assert len(tokenizer(tail, add_special_tokens=False)["input_ids"]) <= 20
+    wide_indices, wide_views = tail_views(titles, bodies, tokenizer, max_seq_length=48, tail_tokens=1000)
+    budget = 48 - tokenizer.num_special_tokens_to_add(pair=False)
+    assert wide_indices == [0, 2] and all(len(tokenizer(v, add_special_tokens=False)["input_ids"]) <= budget
+                                          for v in wide_views)  # the view fits the window with its title
+
+
+def test_no_tail_views_when_off_when_documents_fit_or_the_title_fills_the_window(small_model) -> None:
+    from embedtune.embeddings import tail_views
+
+    long_body = "insulin receptor signalling in mice " * 40
+    assert tail_views(["t"], [long_body], small_model.tokenizer, max_seq_length=48, tail_tokens=0) == ([], [])
+    assert tail_views(["t"], ["short body"], small_model.tokenizer, max_seq_length=48, tail_tokens=32) == ([], [])
+    huge_title = "vitamin " * 40
+    assert tail_views([huge_title], [long_body], small_model.tokenizer, max_seq_length=48, tail_tokens=32) == ([], [])
+
+
+def test_views_are_saved_and_loaded_with_their_documents(tmp_path) -> None:
+    from embedtune.embeddings import ExtraViews, load_embeddings, load_views, save_embeddings, view_layout
+
+    ids = ["d1", "d2", "d3"]
+    vectors = np.eye(3, dtype=np.float32)
+    save_embeddings(tmp_path / "plain", ids, vectors, {"model": "m"})
+    assert load_views(tmp_path / "plain", ids) is None
+    extra = ExtraViews(np.array([2, 0]), np.array([[0, 1, 0], [0, 0, 1]], dtype=np.float32))
+    save_embeddings(tmp_path / "tails", ids, vectors, {"model": "m", "tail_tokens": 128}, extra)
+    loaded_ids, _, meta = load_embeddings(tmp_path / "tails")
+    views = load_views(tmp_path / "tails", loaded_ids)
+    assert meta["views"] == 2 and view_layout(meta) == "tail128" and view_layout({"model": "m"}) == ""
+    assert views.owners.tolist() == [2, 0] and np.array_equal(views.vectors, extra.vectors)
+    from embedtune.errors import InputError
+
+    with pytest.raises(InputError, match="views do not match"):
+        load_views(tmp_path / "tails", ["d1", "d2"])  # d3 is gone: embeddings of another corpus
+
+
+@pytest.mark.parametrize("setting", [-1, "128", 1.5, True, None])
+def test_a_bad_tail_length_is_a_config_error(small_model, setting) -> None:
+    from embedtune.embeddings import tail_views
+
+    with pytest.raises(ConfigError, match="encode.tail_tokens"):
+        tail_views(["t"], ["body"], small_model.tokenizer, max_seq_length=48, tail_tokens=setting)

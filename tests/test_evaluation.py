@@ -57,3 +57,16 @@ def test_dev_summary_reports_base_finetuned_and_delta() -> None:
     assert report["queries"] == 1 and report["delta"]["ndcg@10"] == 0.25
     assert report["base"]["mrr@10"] == 0.5 and report["finetuned"]["mrr@10"] == 0.75
     assert dev_summary({}, {}) == {"queries": 0}
+
+
+def test_a_document_scores_as_its_best_view() -> None:
+    from embedtune.embeddings import ExtraViews
+
+    corpus = np.eye(4, dtype=np.float32)
+    query = np.array([[0.0, 0.6, 0.0, 0.8]], dtype=np.float32)
+    # "a" has a second view close to the query (and a third, far one): it ranks by the best of the three
+    views = ExtraViews(np.array([0, 0]), np.array([[0.0, 0.8, 0.0, 0.6], [0.0, 0.0, 1.0, 0.0]], dtype=np.float32))
+    run = search(["q"], query, ["a", "b", "c", "d"], corpus, top_k=3, views=views)
+    assert list(run["q"]) == ["a", "d", "b"] and run["q"]["a"] == pytest.approx(0.96)
+    plain = search(["q"], query, ["a", "b", "c", "d"], corpus, top_k=2)
+    assert list(plain["q"]) == ["d", "b"]

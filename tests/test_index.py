@@ -180,3 +180,30 @@ def test_gate_refuses_a_worse_or_insignificant_model() -> None:
     assert decide(COMPARISON, min_improvement=0.005).promote
     assert not decide(COMPARISON, min_improvement=0.01).promote
     assert not decide(COMPARISON, min_improvement=0.0, max_p_value=0.01).promote
+
+
+def test_documents_with_tail_views_score_as_their_best_vector(db_url: str) -> None:
+    from embedtune.embeddings import ExtraViews
+
+    n = 50
+    heads, tails = _vectors(n, 11), _vectors(10, 12)
+    ids = [f"t{i}" for i in range(n)]
+    views = ExtraViews(np.arange(10) * 5, tails)  # documents t0, t5, ..., t45 have a tail view
+    with index.connect(db_url) as conn:
+        plain = index.load_version(conn, fingerprint=FP_C, model_path="/m", ids=ids, vectors=heads,
+                                   titles=ids, texts=["body"] * n)
+        tailed = index.load_version(conn, fingerprint=FP_C, model_path="/m", ids=ids, vectors=heads,
+                                    titles=ids, texts=["body"] * n, views=views, layout="tail128")
+        # the same model in another layout is another version, not a no-op on the first
+        assert tailed.created and tailed.version != plain.version and (plain.rows, tailed.rows) == (50, 60)
+        _, hits = index.search(conn, tails[3], model_fingerprint=FP_C, k=5, ef_search=100, version=tailed.version)
+        assert hits[0].id == "t15" and hits[0].score == pytest.approx(1.0, abs=1e-5)  # found by its tail
+        assert len({h.id for h in hits}) == 5  # k distinct documents, each once
+        _, plain_hits = index.search(conn, tails[3], model_fingerprint=FP_C, k=5, ef_search=100, version=plain.version)
+        assert plain_hits[0].score < 0.99
+        exact = np.maximum(heads @ tails[3], np.full(n, -1.0))
+        exact[np.arange(10) * 5] = np.maximum(exact[np.arange(10) * 5], tails @ tails[3])
+        assert [h.id for h in hits] == [ids[i] for i in np.argsort(-exact)[:5]]
+        with pytest.raises(index.IndexError_, match="layout"):
+            index.load_version(conn, fingerprint=FP_B, model_path="/m", ids=ids, vectors=heads, titles=ids,
+                               texts=["body"] * n, views=views)

@@ -2,7 +2,7 @@
 
 Each experiment gets its own directory (params.yaml with its overrides; data/prepared and the base model's
 corpus embeddings linked from the checkout) and runs dvc.yaml's own commands for split -> synthesize -> mine ->
-train -> embed_finetuned -> evaluate_dev. One TSV line per experiment goes to $OUT/screen.tsv.
+train -> embed_finetuned -> evaluate_dev (``SCREEN_STAGES`` names fewer). One TSV line per experiment goes to $OUT/screen.tsv.
 
     python bench/gpu/screen.py DEADLINE_EPOCH_S JOBS BASE_EMBEDDINGS NAME:key=value,key=value ...
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path.cwd()
-STAGES = ("split", "synthesize", "mine", "train", "embed_finetuned", "evaluate_dev")
+STAGES = tuple(os.environ.get("SCREEN_STAGES", "split,synthesize,mine,train,embed_finetuned,evaluate_dev").split(","))
 COMMANDS = {name: yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][name]["cmd"] for name in STAGES}
 
 
@@ -54,8 +54,10 @@ def run(spec: str, deadline: float, base_embeddings: Path) -> str:
             times[stage] = round(time.time() - started, 1)
             if rc:
                 return f"{name}\tFAILED at {stage} rc={rc}\t{json.dumps(times)}\n{(work / 'log.txt').read_text()[-1500:]}"
-    dev = json.loads((work / "metrics" / "dev.json").read_text())
     train = json.loads((work / "metrics" / "train" / "metrics.json").read_text())
+    if "evaluate_dev" not in STAGES:  # scored afterwards (bench/gpu/tail_eval.py)
+        return f"{name}\ttrained\t{json.dumps(times)}\ttrain {json.dumps(train.get('train', train))[:300]}"
+    dev = json.loads((work / "metrics" / "dev.json").read_text())
     tuned = dev["finetuned"]
     return (f"{name}\t{tuned['ndcg@10']:.5f}\t{tuned['recall@10']:.5f}\t{tuned['mrr@10']:.5f}"
             f"\tbase {dev['base']['ndcg@10']:.5f}\tqueries {dev['queries']}\t{json.dumps(times)}"

@@ -160,17 +160,18 @@ def load_command(
     control arm of an A/B test)."""
     from embedtune import index
     from embedtune.data import read_corpus
-    from embedtune.embeddings import load_embeddings
+    from embedtune.embeddings import load_embeddings, load_views, view_layout
     from embedtune.models import resolve_model_path
 
     try:
         model_dir = resolve_model_path(model).resolve()
-        ids, vectors, _ = load_embeddings(embeddings)
+        ids, vectors, meta = load_embeddings(embeddings)
         docs = read_corpus(corpus)
         with index.connect() as conn:
             loaded = index.load_version(conn, fingerprint=index.model_fingerprint(model_dir), model_path=str(model_dir),
                                         ids=ids, vectors=vectors, titles=[docs[i].title for i in ids],
-                                        texts=[docs[i].text for i in ids])
+                                        texts=[docs[i].text for i in ids], views=load_views(embeddings, ids),
+                                        layout=view_layout(meta))
     except EmbedtuneError as exc:
         _fail(exc)
     typer.echo(f"{'loaded' if loaded.created else 'already loaded'}: {loaded.version} ({loaded.rows} rows)")

@@ -17,6 +17,7 @@ import platform
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -289,11 +290,72 @@ def encode_corpus(
     return vectors
 
 
-def save_embeddings(directory: Path, ids: Sequence[str], vectors: np.ndarray, meta: dict) -> None:
+MIN_TAIL_TOKENS = 16  # a tail view shorter than this (a title filling the window) is not worth a vector
+
+
+def tail_views(titles: Sequence[str], bodies: Sequence[str], tokenizer, *, max_seq_length: int,
+               tail_tokens: int) -> tuple[list[int], list[str]]:
+    """A second view of every document the model would truncate: its title and the last tokens of its body.
+
+    A model reads only the first ``max_seq_length`` tokens of a document; on SciFact 71% of the abstracts are
+    longer, and what a claim is about (the finding) is usually in the abstract's last sentences. The view is
+    ``title + " " + tail``, the tail being at most ``tail_tokens`` tokens, cut at a word boundary, so that the
+    view fits the window with the title. Returns the indices of the documents that got a view and the views'
+    texts; documents that fit the window, or whose title leaves under ``MIN_TAIL_TOKENS`` for the tail, get none.
+    """
+    if isinstance(tail_tokens, bool) or not isinstance(tail_tokens, int) or tail_tokens < 0:
+        raise ConfigError(f"encode.tail_tokens must be a whole number >= 0 (0: no tail views), got {tail_tokens!r}")
+    if tail_tokens == 0:
+        return [], []
+    budget = max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
+    full = [f"{title} {body}".strip() if title else body for title, body in zip(titles, bodies)]
+    full_lengths = [len(ids) for ids in tokenizer(full, add_special_tokens=False, verbose=False)["input_ids"]]
+    long = [i for i, length in enumerate(full_lengths) if length > budget]
+    if not long:
+        return [], []
+    title_lengths = [len(ids) for ids in tokenizer([titles[i] for i in long], add_special_tokens=False, verbose=False)["input_ids"]]
+    encoded = tokenizer([bodies[i] for i in long], add_special_tokens=False, return_offsets_mapping=True,
+                        verbose=False)
+    indices, views = [], []
+    for row, i in enumerate(long):
+        keep = min(tail_tokens, budget - title_lengths[row])
+        offsets = encoded["offset_mapping"][row]
+        if keep < MIN_TAIL_TOKENS or not offsets:
+            continue
+        body = bodies[i]
+        start = offsets[max(0, len(offsets) - keep)][0]
+        while 0 < start < len(body) and not body[start - 1].isspace():  # whole words only
+            start += 1
+        tail = body[start:].strip()
+        if not tail:
+            continue
+        indices.append(i)
+        views.append(f"{titles[i]} {tail}".strip() if titles[i] else tail)
+    return indices, views
+
+
+@dataclass(frozen=True)
+class ExtraViews:
+    """More vectors for some documents (their tail views, ``tail_views``): ``vectors[i]`` belongs to the
+    document in row ``owners[i]`` of the corpus arrays. A document scores as the best of its vectors (MaxP)."""
+
+    owners: np.ndarray
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.owners)
+
+
+def save_embeddings(directory: Path, ids: Sequence[str], vectors: np.ndarray, meta: dict,
+                    views: ExtraViews | None = None) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     np.save(directory / "embeddings.npy", vectors)
     (directory / "ids.json").write_text(json.dumps(list(ids)), encoding="utf-8")
     meta = {**meta, "rows": int(vectors.shape[0]), "dim": int(vectors.shape[1])}
+    if views is not None and len(views):
+        np.save(directory / "views.npy", np.asarray(views.vectors, dtype=np.float32))
+        (directory / "view_ids.json").write_text(json.dumps([ids[i] for i in views.owners]), encoding="utf-8")
+        meta["views"] = len(views)
     (directory / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
@@ -308,3 +370,29 @@ def load_embeddings(directory: Path) -> tuple[list[str], np.ndarray, dict]:
     if len(ids) != vectors.shape[0]:
         raise InputError(f"{len(ids)} ids but {vectors.shape[0]} vectors: rerun the embed stage", path=directory)
     return ids, vectors.astype(np.float32, copy=False), meta
+
+
+def view_layout(meta: dict) -> str:
+    """A name for how the embed stage read the documents (its ``meta.json``): ``""`` for one vector per document,
+    ``tail128`` when long ones also got a vector for their title and last 128 tokens. Index versions are
+    named by it (``index.table_for``)."""
+    tail_tokens = int(meta.get("tail_tokens") or 0)
+    return f"tail{tail_tokens}" if tail_tokens > 0 else ""
+
+
+def load_views(directory: Path, ids: Sequence[str]) -> ExtraViews | None:
+    """The extra (tail) views saved beside the corpus vectors, or None when the embed stage made none."""
+    directory = Path(directory)
+    if not (directory / "views.npy").exists():
+        return None
+    try:
+        view_ids = json.loads((directory / "view_ids.json").read_text(encoding="utf-8"))
+        vectors = np.load(directory / "views.npy").astype(np.float32, copy=False)
+    except FileNotFoundError as exc:
+        raise InputError(f"embeddings are incomplete ({exc.filename} missing): rerun the embed stage", path=directory) from None
+    row = {d: i for i, d in enumerate(ids)}
+    unknown = [d for d in view_ids if d not in row]
+    if unknown or len(view_ids) != vectors.shape[0]:
+        raise InputError(f"views do not match the corpus vectors ({len(unknown)} unknown ids, {len(view_ids)} ids for "
+                         f"{vectors.shape[0]} vectors): rerun the embed stage", path=directory)
+    return ExtraViews(np.array([row[d] for d in view_ids], dtype=np.int64), vectors)

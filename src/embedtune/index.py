@@ -2,8 +2,9 @@
 
 Vectors from different models live in different spaces; mixing them returns nonsense. So:
 
-* every model version gets its **own table** of (id, vector), named from a fingerprint of the model's weights
-  (``emb_<fingerprint[:16]>``); a table never holds vectors of two models. Document text, which does not
+* every model version gets its **own table** of (id, view, vector), named from a fingerprint of the model's
+  weights (``emb_<fingerprint[:16]>``; with the layout of extra views, such as the tails of long documents,
+  hashed in); a table never holds vectors of two models or two layouts. A document scores as its best vector. Document text, which does not
   depend on the model, is kept once in ``embedtune_documents``;
 * a version is loaded and indexed (HNSW, cosine) **inside one transaction** together with its metadata row:
   an interrupted load (killed process, lost connection) rolls back and leaves nothing behind;
@@ -32,12 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from embedtune.embeddings import ExtraViews
 from embedtune.errors import EmbedtuneError
 
 DATABASE_URL_ENV = "EMBEDTUNE_DATABASE_URL"
 DEFAULT_PGDATA = Path(".pgdata")
 SERVING_VIEW = "embedtune_search"
 _TABLE = re.compile(r"^emb_[0-9a-f]{16}$")
+MAX_VIEWS = 2  # vectors per document at most: its own and its tail view (embeddings.tail_views)
 
 
 class IndexError_(EmbedtuneError):
@@ -68,7 +71,12 @@ def model_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def table_for(fingerprint: str) -> str:
+def table_for(fingerprint: str, layout: str = "") -> str:
+    """The table of one model's vectors. ``layout`` names how documents were read when it is not one vector
+    per document (``tail128``: a second vector for the tail of long ones), so that the same model's vectors
+    in another layout are another version, never mixed into this one."""
+    if layout:
+        fingerprint = hashlib.sha256(f"{fingerprint}:{layout}".encode()).hexdigest()
     return f"emb_{fingerprint[:16]}"
 
 
@@ -130,6 +138,8 @@ def ensure_schema(conn) -> None:
                 created_at    timestamptz NOT NULL DEFAULT now()
             )"""
         )
+        # one model may have versions in several layouts (table_for); databases made before that allowed one
+        conn.execute("ALTER TABLE embedtune_versions DROP CONSTRAINT IF EXISTS embedtune_versions_fingerprint_key")
         conn.execute(
             """
             CREATE TABLE IF NOT EXISTS embedtune_documents (
@@ -230,13 +240,19 @@ def load_version(
     hnsw_ef_construction: int = 64,
     maintenance_work_mem: str = "1GB",
     parallel_workers: int = 2,
+    views: ExtraViews | None = None,
+    layout: str = "",
 ) -> LoadResult:
     """Create, bulk-load (COPY BINARY) and index the table for one model version, atomically.
 
-    Re-running with a version that is already complete is a no-op. Everything happens in one transaction,
-    so a load that dies half-way leaves no table and no metadata behind, and the next run starts clean.
+    ``views`` are more vectors of some documents (view 1, the tail of a long one; view 0 is the document's
+    own vector); ``layout`` names them (``table_for``). Re-running with a version that is already complete is
+    a no-op. Everything happens in one transaction, so a load that dies half-way leaves no table and no
+    metadata behind, and the next run starts clean.
     """
-    version = table_for(fingerprint)
+    if views is not None and len(views) and not layout:
+        raise IndexError_("vectors with extra views need a layout name (e.g. 'tail128') to version them by")
+    version = table_for(fingerprint, layout)
     existing = conn.execute("SELECT rows, metrics->'build' FROM embedtune_versions WHERE version = %s",
                             (version,)).fetchone()
     if existing is not None:  # complete already (loads are atomic): nothing to do
@@ -247,31 +263,39 @@ def load_version(
         raise IndexError_(f"{len(ids)} ids, {len(titles)} titles, {len(texts)} texts but vectors of shape {vectors.shape}")
     dim = int(vectors.shape[1])
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    rows = [(id_, 0, vectors[i]) for i, id_ in enumerate(ids)]
+    if views is not None and len(views):
+        if views.vectors.shape[1:] != (dim,):
+            raise IndexError_(f"views of shape {views.vectors.shape} for vectors of {dim} dimensions")
+        extra = np.ascontiguousarray(views.vectors, dtype=np.float32)
+        rows += [(ids[owner], 1, extra[j]) for j, owner in enumerate(views.owners)]
     with conn.transaction():
         conn.execute(f"SET LOCAL maintenance_work_mem = '{_safe_setting(maintenance_work_mem)}'")
         conn.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(parallel_workers)}")
         conn.execute(f"DROP TABLE IF EXISTS {version}")  # a stray table (from outside a transaction) is junk
-        conn.execute(f"CREATE TABLE {version} (id text PRIMARY KEY, embedding vector({dim}) NOT NULL)")
+        conn.execute(f"CREATE TABLE {version} (id text NOT NULL, view smallint NOT NULL DEFAULT 0, "
+                     f"embedding vector({dim}) NOT NULL, PRIMARY KEY (id, view))")
         started = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(f"COPY {version} (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["text", "vector"])
-            for i, id_ in enumerate(ids):
-                copy.write_row((id_, vectors[i]))
+        with conn.cursor() as cur, cur.copy(f"COPY {version} (id, view, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "int2", "vector"])
+            for row in rows:
+                copy.write_row(row)
         load_seconds = time.perf_counter() - started
         _upsert_documents(conn, ids, titles, texts)
         started = time.perf_counter()
         conn.execute(f"CREATE INDEX {version}_hnsw ON {version} USING hnsw (embedding vector_cosine_ops) "
                      f"WITH (m = {int(hnsw_m)}, ef_construction = {int(hnsw_ef_construction)})")
         index_seconds = time.perf_counter() - started
-        build = {"load_seconds": round(load_seconds, 4), "index_seconds": round(index_seconds, 4)}
+        build = {"load_seconds": round(load_seconds, 4), "index_seconds": round(index_seconds, 4),
+                 "documents": len(ids), "layout": layout or "one vector per document"}
         conn.execute(
             "INSERT INTO embedtune_versions (version, fingerprint, model_path, dim, rows, source_commit, metrics, "
             "build_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (version, fingerprint, model_path, dim, len(ids), source_commit, json.dumps({**(metrics or {}), "build": build}),
+            (version, fingerprint, model_path, dim, len(rows), source_commit, json.dumps({**(metrics or {}), "build": build}),
              round(load_seconds + index_seconds, 3)),
         )
-        _log(conn, "loaded", version, {"rows": len(ids), **build})
-    return LoadResult(version, True, len(ids), load_seconds, index_seconds)
+        _log(conn, "loaded", version, {"rows": len(rows), **build})
+    return LoadResult(version, True, len(rows), load_seconds, index_seconds)
 
 
 def _upsert_documents(conn, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> None:
@@ -369,7 +393,11 @@ def search(
     ef_search: int = 100,
     version: str | None = None,
 ) -> tuple[str, list[Hit]]:
-    """Nearest documents in the serving index (or ``version``), refusing a query from another model."""
+    """Nearest documents in the serving index (or ``version``), refusing a query from another model.
+
+    A document with several vectors (``load_version``'s views) scores as its best one (MaxP): the search
+    takes the ``k * MAX_VIEWS`` nearest vectors, so at least ``k`` distinct documents, and keeps each
+    document's best."""
     with conn.transaction():
         target = version or serving_version(conn)
         if target is None:
@@ -390,9 +418,10 @@ def search(
         conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
         vector = np.asarray(query_vector, dtype=np.float32)
         rows = conn.execute(
-            f"WITH hits AS (SELECT id, embedding <=> %s AS distance FROM {target} ORDER BY embedding <=> %s LIMIT %s) "
-            "SELECT hits.id, coalesce(d.title, ''), coalesce(d.text, ''), 1 - hits.distance FROM hits "
-            "LEFT JOIN embedtune_documents d USING (id) ORDER BY hits.distance",
-            (vector, vector, int(k)),
+            f"WITH hits AS (SELECT id, embedding <=> %s AS distance FROM {target} ORDER BY embedding <=> %s LIMIT %s), "
+            "best AS (SELECT id, min(distance) AS distance FROM hits GROUP BY id) "
+            "SELECT best.id, coalesce(d.title, ''), coalesce(d.text, ''), 1 - best.distance FROM best "
+            "LEFT JOIN embedtune_documents d USING (id) ORDER BY best.distance, best.id LIMIT %s",
+            (vector, vector, int(k) * MAX_VIEWS, int(k)),
         ).fetchall()
     return target, [Hit(id=r[0], title=r[1], text=r[2], score=float(r[3])) for r in rows]
