@@ -74,15 +74,19 @@ def _stage_times(output: str) -> dict[str, float]:
     return times
 
 
-def _corpus_tokens(root: Path, model_spec: str, max_len: int) -> int:
+def _corpus_tokens(root: Path, model_spec: str, max_len: int, tail_tokens: int) -> tuple[int, int]:
+    """Tokens one corpus pass reads: the documents' own (truncated at ``max_len``) and their tail views'."""
     from encode_options import count_tokens  # bench/ is on sys.path when this script runs
 
     from embedtune.data import read_corpus
+    from embedtune.embeddings import tail_views
     from embedtune.models import load_model
 
     model = load_model(model_spec, max_seq_length=max_len)
-    texts = [d.full_text for d in read_corpus(root / "data/prepared/corpus.jsonl").values()]
-    return count_tokens(model, texts, max_len)
+    docs = list(read_corpus(root / "data/prepared/corpus.jsonl").values())
+    _, views = tail_views([d.title for d in docs], [d.text for d in docs], model.tokenizer, max_seq_length=max_len,
+                          tail_tokens=tail_tokens)
+    return count_tokens(model, [d.full_text for d in docs], max_len), count_tokens(model, views, max_len)
 
 
 def main() -> None:
@@ -126,7 +130,9 @@ def main() -> None:
         base_meta = json.loads((root / "data/embeddings/base/meta.json").read_text())
         train_meta = json.loads((root / "models/finetuned/embedtune.json").read_text())["training_metrics"]
         precision = base_meta["precision"]
-        tokens = _corpus_tokens(root, params["model"]["base"], params["model"]["max_seq_length"])
+        head_tokens, tail_tokens = _corpus_tokens(root, params["model"]["base"], params["model"]["max_seq_length"],
+                                                  params["encode"].get("tail_tokens", 0))
+        tokens = head_tokens + tail_tokens
         encode_s = base_meta["encode_seconds"]
         floor_s = tokens * FLOP_PER_TOKEN / PEAK_FLOPS[precision]
         report = {
@@ -136,7 +142,8 @@ def main() -> None:
             "encode_tokens_per_s": round(tokens / encode_s, 1),
             "encode_floor_s": round(floor_s, 1),
             "encode_vs_floor": round(encode_s / floor_s, 2),
-            "corpus_tokens": tokens,
+            "corpus_tokens": tokens,  # documents' own tokens + their tail views' (encode.tail_tokens)
+            "tail_view_tokens": tail_tokens,
             # a step's own time: the re-mining inside the train stage (train.remine_epochs) is counted apart
             "train_step_s": round((train_meta["train_seconds"] - train_meta.get("remine_seconds", 0.0))
                                   / max(1, train_meta["steps"]), 2),
