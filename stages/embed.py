@@ -4,16 +4,13 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from embedtune.data import atomic_directory, read_corpus
 from embedtune.embeddings import (
-    ExtraViews,
     choose_encode_precision,
     encode_corpus,
+    encode_tail_views,
     resolve_processes,
     save_embeddings,
-    tail_views,
 )
 from embedtune.models import load_model
 from embedtune.stage import get, load_params, log, run_stage
@@ -36,14 +33,10 @@ def main() -> None:
     started = time.perf_counter()
     vectors = encode_corpus(model, texts, batch_size=batch_size, precision=precision, processes=processes)
     tail_tokens = get(params, "encode.tail_tokens", 0)
-    indices, views = tail_views([d.title for d in corpus.values()], [d.text for d in corpus.values()], model.tokenizer,
-                                max_seq_length=model.max_seq_length, tail_tokens=tail_tokens)
-    extra = None
-    if views:
-        log.info("%d of %d documents are longer than %d tokens: encoding their title + last %d tokens too",
-                 len(views), len(texts), model.max_seq_length, tail_tokens)
-        extra = ExtraViews(np.array(indices, dtype=np.int64),
-                           encode_corpus(model, views, batch_size=batch_size, precision=precision, processes=processes))
+    extra = encode_tail_views(
+        model, [d.title for d in corpus.values()], [d.text for d in corpus.values()], tail_tokens=tail_tokens,
+        encode_texts=lambda views: encode_corpus(model, views, batch_size=batch_size, precision=precision,
+                                                 processes=processes))
     seconds = time.perf_counter() - started
     meta = {"model": str(model_spec), "precision": precision, "max_seq_length": model.max_seq_length,
             "processes": processes, "encode_seconds": round(seconds, 1)}

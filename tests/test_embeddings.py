@@ -231,6 +231,25 @@ def test_no_tail_views_when_off_when_documents_fit_or_the_title_fills_the_window
     assert tail_views([huge_title], [long_body], small_model.tokenizer, max_seq_length=48, tail_tokens=32) == ([], [])
 
 
+def test_encode_tail_views_encodes_only_the_views_and_says_whose_they_are(small_model) -> None:
+    from embedtune.embeddings import encode, encode_tail_views
+
+    body = " ".join(f"sentence{n} about insulin receptors." for n in range(60))
+    seen: list[list[str]] = []
+
+    def encode_texts(texts: list[str]) -> np.ndarray:
+        seen.append(texts)
+        return encode(small_model, texts, show_progress=False)
+
+    extra = encode_tail_views(small_model, ["Short", "Long", "Long too"], ["a short abstract", body, body],
+                              tail_tokens=20, encode_texts=encode_texts)
+    assert extra.owners.tolist() == [1, 2] and extra.vectors.shape == (2, 384)
+    assert [t.split(" ", 1)[0] for t in seen[0]] == ["Long", "Long"]  # one call, the two views only
+    assert encode_tail_views(small_model, ["Long"], [body], tail_tokens=0, encode_texts=encode_texts) is None
+    assert encode_tail_views(small_model, ["Short"], ["a short abstract"], tail_tokens=20,
+                             encode_texts=encode_texts) is None and len(seen) == 1
+
+
 def test_views_are_saved_and_loaded_with_their_documents(tmp_path) -> None:
     from embedtune.embeddings import ExtraViews, load_embeddings, load_views, save_embeddings, view_layout
 

@@ -31,7 +31,7 @@ def _load(conn, fingerprint: str, prefix: str, n: int = 200, seed: int = 0, dim:
                               titles=[f"title {i}" for i in range(n)], texts=["body"] * n)
 
 
-FP_A, FP_B, FP_C = "a" * 64, "b" * 64, "c" * 64
+FP_A, FP_B, FP_C, FP_D, FP_E = "a" * 64, "b" * 64, "c" * 64, "d" * 64, "e" * 64
 
 
 def test_load_search_and_noop_reload(db_url: str) -> None:
@@ -182,6 +182,25 @@ def test_gate_refuses_a_worse_or_insignificant_model() -> None:
     assert not decide(COMPARISON, min_improvement=0.0, max_p_value=0.01).promote
 
 
+def test_a_version_loaded_before_views_existed_is_still_promoted(db_url: str) -> None:
+    with index.connect(db_url) as conn:
+        old = _load(conn, FP_D, "o", n=30).version
+        conn.execute(f"ALTER TABLE {old} DROP COLUMN view")  # the table layout before tail views
+        conn.commit()
+        index.promote(conn, old, "old layout")
+        assert conn.execute(f"SELECT count(*), min(view), max(view) FROM {index.SERVING_VIEW}").fetchone() == (30, 0, 0)
+
+
+def test_search_returns_k_documents_even_when_ef_search_is_lower(db_url: str) -> None:
+    with index.connect(db_url) as conn:
+        loaded = _load(conn, FP_E, "e", n=200, seed=5)
+        conn.execute("SET enable_seqscan = off")  # a table this small would otherwise be scanned, not searched
+        conn.commit()
+        _, hits = index.search(conn, _vectors(1, 6)[0], model_fingerprint=FP_E, k=60, ef_search=20,
+                               version=loaded.version)
+        assert len(hits) == 60  # HNSW returns at most ef_search rows: the search widens it to 2k
+
+
 def test_documents_with_tail_views_score_as_their_best_vector(db_url: str) -> None:
     from embedtune.embeddings import ExtraViews
 
@@ -204,6 +223,10 @@ def test_documents_with_tail_views_score_as_their_best_vector(db_url: str) -> No
         exact = np.maximum(heads @ tails[3], np.full(n, -1.0))
         exact[np.arange(10) * 5] = np.maximum(exact[np.arange(10) * 5], tails @ tails[3])
         assert [h.id for h in hits] == [ids[i] for i in np.argsort(-exact)[:5]]
+        index.promote(conn, tailed.version, "tails")
+        rows = conn.execute(f"SELECT view, count(*), count(DISTINCT id) FROM {index.SERVING_VIEW} "
+                            "GROUP BY view ORDER BY view").fetchall()
+        assert rows == [(0, 50, 50), (1, 10, 10)]  # the serving view says which vector each row is
         with pytest.raises(index.IndexError_, match="layout"):
             index.load_version(conn, fingerprint=FP_B, model_path="/m", ids=ids, vectors=heads, titles=ids,
                                texts=["body"] * n, views=views)

@@ -6,14 +6,13 @@ documents read as their head only and with tail views of several lengths (MaxP),
 
 The model and the dev claims are the same for every length, so the differences are paired."""
 
+import functools
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from embedtune.data import read_corpus, read_qrels, read_queries
-from embedtune.embeddings import ExtraViews, encode, tail_views
+from embedtune.embeddings import encode, encode_tail_views
 from embedtune.evaluation import per_query_metrics, search, summarize
 from embedtune.models import load_model
 from embedtune.stage import get, load_params
@@ -35,13 +34,9 @@ def main() -> None:
         qv = encode(model, [queries[q].text for q in qids], precision=precision, show_progress=False)
         heads = encode(model, [corpus[d].full_text for d in ids], precision=precision, show_progress=False)
         row = {"experiment": work.name, "queries": len(qids)}
+        encode_texts = functools.partial(encode, model, precision=precision, show_progress=False)
         for length in lengths:
-            views = None
-            if length:
-                owners, texts = tail_views(titles, bodies, model.tokenizer, max_seq_length=model.max_seq_length,
-                                           tail_tokens=length)
-                views = ExtraViews(np.array(owners, dtype=np.int64),
-                                   encode(model, texts, precision=precision, show_progress=False))
+            views = encode_tail_views(model, titles, bodies, tail_tokens=length, encode_texts=encode_texts)
             per_query = per_query_metrics(qrels, search(qids, qv, ids, heads, top_k=100, views=views))
             row[str(length)] = summarize(per_query)
             row[f"{length}_per_query"] = {q: v["ndcg@10"] for q, v in per_query.items()}

@@ -346,6 +346,19 @@ class ExtraViews:
         return len(self.owners)
 
 
+def encode_tail_views(model: SentenceTransformer, titles: Sequence[str], bodies: Sequence[str], *, tail_tokens: int,
+                      encode_texts: Callable[[list[str]], np.ndarray]) -> ExtraViews | None:
+    """The tail views (``tail_views``) of the documents ``model`` would truncate, encoded with ``encode_texts``
+    (so a caller picks its precision and processes); None when no document needs one or ``tail_tokens`` is 0."""
+    owners, texts = tail_views(titles, bodies, model.tokenizer, max_seq_length=model.max_seq_length,
+                               tail_tokens=tail_tokens)
+    if not texts:
+        return None
+    log.info("%d of %d documents are longer than %d tokens: encoding their title + last %d tokens too",
+             len(texts), len(titles), model.max_seq_length, tail_tokens)
+    return ExtraViews(np.array(owners, dtype=np.int64), encode_texts(texts))
+
+
 def save_embeddings(directory: Path, ids: Sequence[str], vectors: np.ndarray, meta: dict,
                     views: ExtraViews | None = None) -> None:
     directory.mkdir(parents=True, exist_ok=True)

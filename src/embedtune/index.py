@@ -41,6 +41,7 @@ DEFAULT_PGDATA = Path(".pgdata")
 SERVING_VIEW = "embedtune_search"
 _TABLE = re.compile(r"^emb_[0-9a-f]{16}$")
 MAX_VIEWS = 2  # vectors per document at most: its own and its tail view (embeddings.tail_views)
+MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 
 
 class IndexError_(EmbedtuneError):
@@ -330,7 +331,13 @@ def promote(conn, version: str, reason: str) -> str | None:
         # view's column type, which CREATE OR REPLACE refuses. Both happen in this transaction: readers wait on
         # the lock and then see the new view, never none.
         conn.execute(f"DROP VIEW IF EXISTS {SERVING_VIEW}")
-        conn.execute(f"CREATE VIEW {SERVING_VIEW} AS SELECT e.id, d.title, d.text, e.embedding "
+        # One row per vector: ``view`` 0 is the document's own vector, 1 its tail (a long document's title and
+        # last tokens); a reader ranking documents keeps each id's best row, as ``search`` does.
+        # tables loaded before views existed have no ``view`` column: each row is the document's own vector
+        has_view = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                                "AND table_name = %s AND column_name = 'view'", (target,)).fetchone()
+        view = "e.view" if has_view else "0::smallint AS view"
+        conn.execute(f"CREATE VIEW {SERVING_VIEW} AS SELECT e.id, {view}, d.title, d.text, e.embedding "
                      f"FROM {target} e LEFT JOIN embedtune_documents d USING (id)")
         conn.execute(
             "INSERT INTO embedtune_serving (singleton, version, previous, promoted_at, reason) "
@@ -397,7 +404,8 @@ def search(
 
     A document with several vectors (``load_version``'s views) scores as its best one (MaxP): the search
     takes the ``k * MAX_VIEWS`` nearest vectors, so at least ``k`` distinct documents, and keeps each
-    document's best."""
+    document's best. An HNSW scan returns at most ``hnsw.ef_search`` rows, so ``ef_search`` is raised to
+    ``k * MAX_VIEWS`` when it is lower (pgvector's limit, 1000, caps it)."""
     with conn.transaction():
         target = version or serving_version(conn)
         if target is None:
@@ -415,7 +423,7 @@ def search(
             raise FingerprintMismatch(f"query vector has {len(query_vector)} dimensions, index {target} has {info[1]}")
         if not _TABLE.match(target):
             raise IndexError_(f"unexpected table name {target!r}")
-        conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
+        conn.execute(f"SET LOCAL hnsw.ef_search = {min(MAX_EF_SEARCH, max(int(ef_search), int(k) * MAX_VIEWS))}")
         vector = np.asarray(query_vector, dtype=np.float32)
         rows = conn.execute(
             f"WITH hits AS (SELECT id, embedding <=> %s AS distance FROM {target} ORDER BY embedding <=> %s LIMIT %s), "
