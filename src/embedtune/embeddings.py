@@ -1,7 +1,9 @@
 """Encoding texts and storing the corpus embeddings as a stage output.
 
 The corpus is encoded once per model per run; the arrays (with their ids) are DVC outputs that mining,
-evaluation and reindexing all read, so no stage encodes the corpus a second time.
+evaluation and reindexing all read, so no stage encodes the corpus a second time. Beside each document's own
+vector (``embeddings.npy``, ``ids.json``), documents longer than the model reads get a second one for their title
+and last tokens (``tail_views``; saved as ``views.npy`` with their owners' ids in ``view_ids.json``).
 """
 
 from __future__ import annotations
@@ -354,8 +356,8 @@ def encode_tail_views(model: SentenceTransformer, titles: Sequence[str], bodies:
                                tail_tokens=tail_tokens)
     if not texts:
         return None
-    log.info("%d of %d documents are longer than %d tokens: encoding their title + last %d tokens too",
-             len(texts), len(titles), model.max_seq_length, tail_tokens)
+    log.info("%d of %d documents are longer than the model's %d-token window: encoding a tail view of each too "
+             "(title + last %d tokens)", len(texts), len(titles), model.max_seq_length, tail_tokens)
     return ExtraViews(np.array(owners, dtype=np.int64), encode_texts(texts))
 
 
