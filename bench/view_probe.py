@@ -55,7 +55,7 @@ def uncovered_views(titles: list[str], bodies: list[str], tokenizer, *, max_seq_
         else:
             spans = [(s, min(s + width, tail_start)) for s in range(head_end, tail_start, width)]
             if len(spans) > 1 and spans[-1][1] - spans[-1][0] < MIN_VIEW_TOKENS:
-                spans[-2:] = [(spans[-2][0], spans[-2][0] + width)]
+                spans.pop()  # a short remainder: the view before it is already full
         body = bodies[i]
         for a, b in spans:
             start, end = offsets[a][0], offsets[min(b, len(offsets)) - 1][1]

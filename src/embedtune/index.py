@@ -332,8 +332,8 @@ def promote(conn, version: str, reason: str) -> str | None:
         # the lock and then see the new view, never none.
         conn.execute(f"DROP VIEW IF EXISTS {SERVING_VIEW}")
         # One row per vector: ``view`` 0 is the document's own vector, 1 its tail (a long document's title and
-        # last tokens); a reader ranking documents keeps each id's best row, as ``search`` does.
-        # tables loaded before views existed have no ``view`` column: each row is the document's own vector
+        # last tokens); a reader ranking documents keeps each id's best row, as ``search`` does. Tables loaded
+        # before views existed have no ``view`` column: each of their rows is a document's own vector.
         has_view = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
                                 "AND table_name = %s AND column_name = 'view'", (target,)).fetchone()
         view = "e.view" if has_view else "0::smallint AS view"
