@@ -127,13 +127,13 @@ def main() -> None:
 
         params = yaml.safe_load((root / "params.yaml").read_text())
         stages = _stage_times(run.stdout)
-        base_meta = json.loads((root / "data/embeddings/base/meta.json").read_text())
+        base_embed = json.loads((root / "metrics/embed_base.json").read_text())
         train_meta = json.loads((root / "models/finetuned/embedtune.json").read_text())["training_metrics"]
-        precision = base_meta["precision"]
+        precision = base_embed["precision"]
         head_tokens, tail_tokens = _corpus_tokens(root, params["model"]["base"], params["model"]["max_seq_length"],
                                                   params["encode"].get("tail_tokens", 0))
         tokens = head_tokens + tail_tokens
-        encode_s = base_meta["encode_seconds"]
+        encode_s = base_embed["encode_seconds"]
         floor_s = tokens * FLOP_PER_TOKEN / PEAK_FLOPS[precision]
         report = {
             "repro_s": round(repro_s, 1),

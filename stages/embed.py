@@ -1,10 +1,14 @@
-"""embed: encode the corpus once with a model; the vectors are a DVC output reused by later stages."""
+"""embed: encode the corpus once with a model; the vectors are a DVC output reused by later stages.
+
+The output directory holds only what the vectors depend on (model, precision, length, views), so a rerun that
+encodes the same vectors leaves its hash unchanged and nothing downstream reruns; how long it took and with how
+many processes goes to the metrics file instead."""
 
 import argparse
 import time
 from pathlib import Path
 
-from embedtune.data import atomic_directory, read_corpus
+from embedtune.data import atomic_directory, read_corpus, write_json_atomic
 from embedtune.embeddings import (
     choose_encode_precision,
     encode_corpus,
@@ -21,6 +25,7 @@ def main() -> None:
     parser.add_argument("--model", help="model directory or package:<module>/<dir>; default: params model.base")
     parser.add_argument("corpus", type=Path)
     parser.add_argument("output", type=Path)
+    parser.add_argument("metrics", type=Path, help="timing of this pass (JSON; not part of the output's hash)")
     args = parser.parse_args()
     params = load_params()
     model_spec = args.model or get(params, "model.base")
@@ -38,12 +43,15 @@ def main() -> None:
         encode_texts=lambda views: encode_corpus(model, views, batch_size=batch_size, precision=precision,
                                                  processes=processes))
     seconds = time.perf_counter() - started
-    meta = {"model": str(model_spec), "precision": precision, "max_seq_length": model.max_seq_length,
-            "processes": processes, "encode_seconds": round(seconds, 1)}
+    meta = {"model": str(model_spec), "precision": precision, "max_seq_length": model.max_seq_length}
     if tail_tokens:
         meta["tail_tokens"] = tail_tokens
     with atomic_directory(args.output) as staging:
         save_embeddings(staging, list(corpus), vectors, meta, extra)
+    write_json_atomic(args.metrics, {
+        "documents": len(corpus), "tail_views": len(extra) if extra is not None else 0, "precision": precision,
+        "processes": processes, "encode_seconds": round(seconds, 1),
+        "documents_per_s": round(len(corpus) / max(seconds, 1e-9), 1)})
     log.info("encoded %d documents in %.1f s (%.1f docs/s, %d process%s)", len(corpus), seconds,
              len(corpus) / max(seconds, 1e-9), processes, "" if processes == 1 else "es")
 

@@ -83,13 +83,25 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert reindex["rows"] == data["documents_out"] + tuned_meta["views"]
     assert reindex["hnsw_recall@10"] >= 0.9 and reindex["query_p50_ms"] > 0
     assert reindex["serving"] == reindex["promoted"]
+    base_precision = json.loads((root / "data/embeddings/base/meta.json").read_text())["precision"]
     for model in ("base", "finetuned"):  # encode.precision auto is resolved (by measuring) in the embed stage
         meta = json.loads((root / "data" / "embeddings" / model / "meta.json").read_text())
         assert meta["precision"] in {"fp32", "bf16"} and meta["rows"] == data["documents_out"]
+        # the output holds only what the vectors depend on; how the pass ran is in its metrics file
+        assert not {"processes", "encode_seconds"} & set(meta)
+        timing = _metrics(root, f"embed_{model}.json")
+        assert timing["precision"] == meta["precision"] and timing["documents"] == data["documents_out"]
+        assert timing["tail_views"] == meta.get("views", 0) and timing["encode_seconds"] > 0
         # encode.processes auto: the sample's corpus is encoded by two forked processes on a multi-core CPU
-        assert meta["processes"] == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
+        assert timing["processes"] == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
 
     assert ran(sh(["dvc", "repro"], root, env)) == set()
+    # the embeddings are content-addressed: encoding again to the same vectors reruns nothing downstream (unless
+    # `encode.precision: auto` timed the other precision faster this time on a busy machine: other vectors)
+    sh(["dvc", "repro", "--force", "--single-item", "embed_base"], root, env)
+    out = sh(["dvc", "repro"], root, env)
+    if _metrics(root, "embed_base.json")["precision"] == base_precision:
+        assert ran(out) == set(), out
     sh(["git", "add", "-A"], root, env)
     sh(["git", "commit", "-qm", "first run"], root, env)
 
