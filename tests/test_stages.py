@@ -64,7 +64,7 @@ def test_ingest_missing_source(tmp_path: Path) -> None:
 
 def test_unknown_model_is_a_clear_error(tmp_path: Path, small_beir: Path) -> None:
     _params(tmp_path, **{"model.base": "no/such/model"})
-    result = _run("embed", tmp_path, str(small_beir / "corpus.jsonl"), "emb")
+    result = _run("embed", tmp_path, str(small_beir / "corpus.jsonl"), "emb", "emb.json")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "model 'no/such/model'" in result.stderr and "downloads from a model hub are disabled" in result.stderr
 

@@ -11,10 +11,10 @@ python3 bench/gpu/set_params.py model.base=$PWD/.gpu/minilm encode.precision=aut
 Q=data/prepared/queries.jsonl; C=data/prepared/corpus.jsonl; T=data/split/test.tsv
 variant() {  # $1: a name for the outputs; precision is set in params.yaml before
   local v=$1
-  step embed_base_$v python3 stages/embed.py $C data/embeddings/base_$v || return 1
+  step embed_base_$v python3 stages/embed.py $C data/embeddings/base_$v metrics/embed_base_$v.json || return 1
   step baseline_$v python3 stages/baseline.py data/embeddings/base_$v $Q $T metrics/baseline_$v.json reports/base_$v.csv || return 1
   step train_$v python3 stages/train.py data/mined/train.jsonl data/prepared models/ft_$v metrics/train_$v || return 1
-  step embed_ft_$v python3 stages/embed.py --model models/ft_$v $C data/embeddings/ft_$v || return 1
+  step embed_ft_$v python3 stages/embed.py --model models/ft_$v $C data/embeddings/ft_$v metrics/embed_ft_$v.json || return 1
   step evaluate_$v python3 stages/evaluate.py --model models/ft_$v --embeddings data/embeddings/ft_$v --queries $Q \
     --test-qrels $T --baseline-per-query reports/base_$v.csv --metrics metrics/finetuned_$v.json \
     --comparison metrics/comparison_$v.json --reports reports_$v || return 1
@@ -32,7 +32,7 @@ print(json.dumps(results)[:3000])
 PY
 else
   python3 bench/gpu/set_params.py encode.precision=fp32 train.precision=fp32
-  [ -d data/embeddings/base_fp32 ] || python3 stages/embed.py $C data/embeddings/base_fp32 || exit 7
+  [ -d data/embeddings/base_fp32 ] || python3 stages/embed.py $C data/embeddings/base_fp32 metrics/embed_base_fp32.json || exit 7
 fi
 rm -rf exp
 SPECS=""; for s in 2 3 4 5 6 7 8 9; do

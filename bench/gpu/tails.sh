@@ -8,12 +8,12 @@ source bench/gpu/setup.sh
 C=data/prepared/corpus.jsonl
 python3 bench/gpu/set_params.py model.base=$PWD/.gpu/minilm
 if [ -z "${SKIP_TIMING:-}" ]; then
-  step embed_base_auto python3 stages/embed.py $C data/embeddings/base_auto || exit 6
-  cat data/embeddings/base_auto/meta.json
+  step embed_base_auto python3 stages/embed.py $C data/embeddings/base_auto metrics/embed_base_auto.json || exit 6
+  cat data/embeddings/base_auto/meta.json metrics/embed_base_auto.json
   step train_auto python3 stages/train.py data/mined/train.jsonl data/prepared models/ft_auto metrics/train_auto || exit 7
 fi
 python3 bench/gpu/set_params.py encode.precision=fp32 train.precision=fp32 encode.tail_tokens=0
-step embed_base_fp32 python3 stages/embed.py $C data/embeddings/base_fp32 || exit 8
+step embed_base_fp32 python3 stages/embed.py $C data/embeddings/base_fp32 metrics/embed_base_fp32.json || exit 8
 rm -rf exp; SPECS=""; for s in ${SEEDS:-25 26 27 28 29 30 31 32 33 34 35}; do SPECS="$SPECS g-s$s:split.dev_fraction=0.15,seed=$s"; done
 SCREEN_STAGES=split,synthesize,mine,train step screen python3 bench/gpu/screen.py $((T0 + ${SCREEN_UNTIL:-300})) ${JOBS:-11} data/embeddings/base_fp32 $SPECS
 DIRS=$(for d in exp/*; do [ -d "$d/models/finetuned" ] && echo $d; done)
