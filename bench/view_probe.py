@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from embedtune.data import read_corpus, read_qrels, read_queries
-from embedtune.embeddings import encode, load_embeddings, tail_views
+from embedtune.embeddings import encode, load_embeddings, tail_views, whole_words
 from embedtune.evaluation import per_query_metrics, summarize
 from embedtune.models import load_model
 from embedtune.stage import offline_environment
@@ -56,16 +56,11 @@ def uncovered_views(titles: list[str], bodies: list[str], tokenizer, *, max_seq_
             spans = [(s, min(s + width, tail_start)) for s in range(head_end, tail_start, width)]
             if len(spans) > 1 and spans[-1][1] - spans[-1][0] < MIN_VIEW_TOKENS:
                 spans.pop()  # a short remainder: the view before it is already full
-        body = bodies[i]
         for a, b in spans:
-            start, end = offsets[a][0], offsets[min(b, len(offsets)) - 1][1]
-            while 0 < start < len(body) and not body[start - 1].isspace():
-                start += 1
-            while end < len(body) and not body[end].isspace():
-                end += 1
-            if body[start:end].strip():
+            view = whole_words(bodies[i], offsets[a][0], offsets[min(b, len(offsets)) - 1][1])
+            if view:
                 owners.append(i)
-                texts.append(f"{titles[i]} {body[start:end].strip()}".strip())
+                texts.append(f"{titles[i]} {view}".strip())
     return np.array(owners, dtype=np.int64), texts
 
 

@@ -75,6 +75,11 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert "Training metrics" in (root / "models" / "finetuned" / "README.md").read_text()
     assert (root / "reports" / "comparison.png").stat().st_size > 10_000
     assert "Biggest wins" in (root / "reports" / "wins_losses.md").read_text()
+    hybrid = _metrics(root, "hybrid.json")  # BM25 fused into each model's ranking (evaluate.lexical_weight)
+    assert hybrid["lexical_weight"] > 0 and hybrid["dev"] == {"queries": 0}  # no dev split in this profile
+    assert hybrid["test"]["queries"] == split["test_queries"]
+    assert set(hybrid["test"]) == {"queries", "bm25", "base+bm25", "finetuned+bm25"}
+    assert hybrid["test"]["finetuned+bm25"]["ndcg@10"] != finetuned["ndcg@10"]
     reindex = _metrics(root, "reindex.json")
     tuned_meta = json.loads((root / "data" / "embeddings" / "finetuned" / "meta.json").read_text())
     # encode.tail_tokens: long documents have a second vector in the index (their tail), short ones one
@@ -108,18 +113,27 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     # evaluation-only parameter, through Hydra composition with a group switch
     out = sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50"], root, env)
     # reindex reruns only because the gate's input (the comparison) changed, and finds the model loaded already
-    assert {"baseline", "evaluate", "evaluate_dev"} <= ran(out) <= {"baseline", "evaluate", "evaluate_dev", "reindex"}
+    assert {"baseline", "evaluate", "evaluate_dev", "hybrid"} <= ran(out) <= {"baseline", "evaluate", "evaluate_dev",
+                                                                             "hybrid", "reindex"}
     if "reindex" in ran(out):
         assert _metrics(root, "reindex.json")["created"] is False
     params = yaml.safe_load((root / "params.yaml").read_text())
     assert params["evaluate"]["top_k"] == 50 and params["data"]["name"] == "scifact_sample"
+
+    # hybrid search's weight reruns only the hybrid stage; at 0 it is the dense model's ranking exactly
+    out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", "-Sevaluate.lexical_weight=0"],
+             root, env)
+    assert ran(out) == {"hybrid"}
+    dense_only = _metrics(root, "hybrid.json")
+    assert dense_only["lexical_weight"] == 0 and dense_only["test"]["finetuned+bm25"] == _metrics(root, "finetuned.json")
+    assert dense_only["test"]["base+bm25"] == _metrics(root, "baseline.json")
 
     # training parameters: train, re-embed, evaluate; nothing upstream. Three epochs make the fine-tuned model
     # clearly better on its own training queries, which the A/B test below relies on (one epoch on the sample is
     # only a handful of steps: too close to the base model for a verdict from a thousand searches).
     out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", "-Strain.epochs=3",
               "-Strain.learning_rate=1e-4"], root, env)
-    assert ran(out) == {"train", "embed_finetuned", "evaluate", "evaluate_dev", "reindex"}
+    assert ran(out) == {"train", "embed_finetuned", "evaluate", "evaluate_dev", "hybrid", "reindex"}
     assert _metrics(root, "reindex.json")["created"] is True  # a new model is a new index version
     three_epochs = (root / "models" / "finetuned" / "model.safetensors").read_bytes()
 
@@ -204,8 +218,16 @@ def test_ab_interleaving_with_simulated_users(project: tuple[Path, dict]) -> Non
     queries = read_queries(root / "data/prepared/queries.jsonl")
     train = read_qrels(root / "data/split/train.tsv")
     pool = [(queries[q].text, set(docs)) for q, docs in sorted(train.items())]
+    # the CLI searches as the hybrid stage measured (params.yaml's evaluate.lexical_weight), or by meaning alone
+    search = ["embedtune", "search", pool[0][0], "-k", "3", "--version", treatment]
+    hybrid = sh(search, root, env, stdout_only=True).splitlines()
+    dense = sh([*search, "--lexical-weight", "0"], root, env, stdout_only=True).splitlines()
+    assert len(hybrid) == len(dense) == 4 and hybrid[0] == dense[0] == f"index {treatment}  (3 results)"
+    assert hybrid[1:] != dense[1:]  # BM25's share is in the scores
     port = _free_port()
-    options = ["--experiment", "e2e", "--mode", "interleave", "--control", control, "--treatment", treatment]
+    # the A/B test compares the two models themselves (hybrid serving: tests/test_serve.py)
+    options = ["--experiment", "e2e", "--mode", "interleave", "--control", control, "--treatment", treatment,
+               "--lexical-weight", "0"]
     service = _start_service(root, env, port, *options)
     try:
         stats = simulate(f"http://127.0.0.1:{port}", pool, SEARCHES, seed=3)

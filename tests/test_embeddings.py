@@ -221,6 +221,21 @@ def test_long_documents_get_a_tail_view_of_title_and_last_whole_words(small_mode
                                           for v in wide_views)  # the view fits the window with its title
 
 
+@pytest.mark.parametrize(("start", "end", "expected"), [
+    (0, None, "alpha beta gamma"),     # the whole text
+    (2, None, "beta gamma"),           # a start inside "alpha" moves past it
+    (5, None, "beta gamma"),           # a start on the space: "alpha" ended there
+    (6, 8, "beta"),                    # an end inside "beta" moves to its end
+    (6, 10, "beta"),                   # an end on the space after "beta" keeps it alone
+    (6, 12, "beta gamma"),             # an end inside "gamma" takes the whole word
+    (13, None, ""),                    # inside the last word: nothing whole is left
+])
+def test_whole_words_drops_partial_words_at_both_ends(start: int, end: int | None, expected: str) -> None:
+    from embedtune.embeddings import whole_words
+
+    assert whole_words("alpha beta gamma", start, end) == expected
+
+
 def test_no_tail_views_when_off_when_documents_fit_or_the_title_fills_the_window(small_model) -> None:
     from embedtune.embeddings import tail_views
 

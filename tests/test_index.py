@@ -31,7 +31,7 @@ def _load(conn, fingerprint: str, prefix: str, n: int = 200, seed: int = 0, dim:
                               titles=[f"title {i}" for i in range(n)], texts=["body"] * n)
 
 
-FP_A, FP_B, FP_C, FP_D, FP_E = "a" * 64, "b" * 64, "c" * 64, "d" * 64, "e" * 64
+FP_A, FP_B, FP_C, FP_D, FP_E, FP_F = "a" * 64, "b" * 64, "c" * 64, "d" * 64, "e" * 64, "f" * 64
 
 
 def test_load_search_and_noop_reload(db_url: str) -> None:
@@ -230,3 +230,49 @@ def test_documents_with_tail_views_score_as_their_best_vector(db_url: str) -> No
         with pytest.raises(index.IndexError_, match="layout"):
             index.load_version(conn, fingerprint=FP_B, model_path="/m", ids=ids, vectors=heads, titles=ids,
                                texts=["body"] * n, views=views)
+
+
+def test_hybrid_search_serves_the_ranking_the_evaluation_measured(db_url: str) -> None:
+    from embedtune.embeddings import ExtraViews
+    from embedtune.evaluation import search as exact_search
+    from embedtune.lexical import LexicalFusion
+
+    n = 40
+    heads, tails = _vectors(n, 21), _vectors(8, 22)
+    ids = [f"h{i:02d}" for i in range(n)]
+    texts = [f"alpha{i % 5} beta{i % 7} gamma{i}" for i in range(n)]
+    views = ExtraViews(np.arange(8) * 5, tails)
+    query, text = _vectors(1, 23)[0], "alpha2 beta3 gamma17"  # h17 has all three words, gamma17 only h17
+    with index.connect(db_url) as conn:
+        loaded = index.load_version(conn, fingerprint=FP_F, model_path="/m", ids=ids, vectors=heads,
+                                    titles=[f"title {i}" for i in range(n)], texts=texts, views=views,
+                                    layout="tail128")
+        lexical = index.LexicalIndex(conn, loaded.version)
+        assert lexical.ids == ids
+        fusion = LexicalFusion(lexical.ranker, ids, {"q": text}, weight=0.3)
+        exact = exact_search(["q"], query[None], ids, heads, top_k=n, views=views, lexical=fusion)["q"]
+        _, hits = index.hybrid_search(conn, query, text, lexical, model_fingerprint=FP_F, lexical_weight=0.3, k=10,
+                                      candidates=n)
+        assert [h.id for h in hits] == list(exact)[:10]
+        assert [h.score for h in hits] == pytest.approx([exact[h.id] for h in hits], abs=1e-5)
+        assert hits[0].title.startswith("title ") and hits[0].text.startswith("alpha")
+        # few candidates: the best of the union of the 3 nearest and BM25's 3 best, by their exact fused scores;
+        # h17, far from the query vector, is found by its words and gets its dense score looked up
+        heavy = LexicalFusion(lexical.ranker, ids, {"q": text}, weight=2.0)
+        exact = exact_search(["q"], query[None], ids, heads, top_k=n, views=views, lexical=heavy)["q"]
+        _, few = index.hybrid_search(conn, query, text, lexical, model_fingerprint=FP_F, lexical_weight=2.0, k=3,
+                                     candidates=3)
+        dense = exact_search(["q"], query[None], ids, heads, top_k=3, views=views)["q"]
+        bm25 = [ids[i] for i in np.argsort(-heavy.scores(["q"])[0], kind="stable")[:3]]
+        union = sorted(set(dense) | set(bm25), key=lambda d: -exact[d])
+        assert "h17" in bm25 and "h17" not in dense and "h17" in union[:3] and [h.id for h in few] == union[:3]
+        assert [h.score for h in few] == pytest.approx([exact[h.id] for h in few], abs=1e-5)
+        with pytest.raises(index.FingerprintMismatch):
+            index.hybrid_search(conn, query, text, lexical, model_fingerprint=FP_A, lexical_weight=0.3)
+        # weight 0: the dense search itself, no BM25 index needed; a weight without the version's BM25 index: refused
+        assert index.hybrid_search(conn, query, text, None, model_fingerprint=FP_F, lexical_weight=0, k=5,
+                                   version=loaded.version) == index.search(conn, query, model_fingerprint=FP_F, k=5,
+                                                                           version=loaded.version)
+        with pytest.raises(ValueError, match="LexicalIndex"):
+            index.hybrid_search(conn, query, text, None, model_fingerprint=FP_F, lexical_weight=0.3,
+                                version=loaded.version)

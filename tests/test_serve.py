@@ -214,3 +214,27 @@ def test_serving_with_an_onnx_export(db_url: str, versions, models, tmp_path: Pa
     export_onnx(models["perturbed"], tmp_path / "other")  # an export of another model is refused
     with pytest.raises(index.FingerprintMismatch):
         SearchService(db_url, Experiment("onnx2"), onnx={"control": tmp_path / "other"})
+
+
+def test_hybrid_service_serves_the_fused_ranking(db_url: str, versions, models) -> None:
+    from embedtune.embeddings import encode
+    from embedtune.errors import ConfigError
+    from embedtune.models import load_model
+
+    with pytest.raises(ConfigError, match="evaluate.lexical_weight"):
+        SearchService(db_url, Experiment("hybrid-bad"), lexical_weight=-1)
+    service = SearchService(db_url, Experiment("hybrid"), lexical_weight=0.3)
+    try:
+        query = "vitamin D and bone density"
+        served = [h["id"] for h in service.search(query, k=5)["results"]]
+        vector = encode(load_model(str(models["base"])), [query], show_progress=False)[0]
+        with index.connect(db_url) as conn:
+            _, fused = index.hybrid_search(conn, vector, query, index.LexicalIndex(conn, versions["base"]),
+                                           model_fingerprint=index.model_fingerprint(models["base"]),
+                                           lexical_weight=0.3, k=5, ef_search=80)
+            _, dense = index.search(conn, vector, model_fingerprint=index.model_fingerprint(models["base"]), k=5,
+                                    ef_search=80, version=versions["base"])
+        assert served == [h.id for h in fused]
+        assert [h.score for h in fused] != [h.score for h in dense]  # the words added to the scores
+    finally:
+        service.close()

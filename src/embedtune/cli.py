@@ -29,6 +29,20 @@ def compose_params_command(
     main(overrides or [])
 
 
+LEXICAL_WEIGHT_HELP = ("BM25's weight in hybrid search (0: by meaning only; default: params.yaml's "
+                       "evaluate.lexical_weight, the weight the hybrid stage measured, or 0 without a params.yaml)")
+
+
+def _lexical_weight(option: float | None) -> float:
+    """The hybrid-search weight: the option, else params.yaml's ``evaluate.lexical_weight``, else 0 (dense only)."""
+    from embedtune.lexical import check_lexical_weight
+    from embedtune.stage import PARAMS_FILE, get, load_params
+
+    if option is None:
+        option = get(load_params(), "evaluate.lexical_weight", 0.0) if PARAMS_FILE.is_file() else 0.0
+    return check_lexical_weight(option)
+
+
 @app.command()
 def search(
     query: str = typer.Argument(..., help="what to search for"),
@@ -37,8 +51,9 @@ def search(
     ef_search: int = typer.Option(80, help="HNSW search breadth (higher: better recall, slower)"),
     version: str | None = typer.Option(None, help="search this version instead of the serving one"),
     onnx: Path | None = typer.Option(None, help="embed the query with this ONNX export (int8) of the model"),
+    lexical_weight: float | None = typer.Option(None, help=LEXICAL_WEIGHT_HELP),
 ) -> None:
-    """Search the serving index: ids, titles and scores."""
+    """Search the serving index (by meaning and, with a lexical weight, by words too): ids, titles and scores."""
     from embedtune import index
     from embedtune.embeddings import encode
     from embedtune.models import load_model
@@ -62,8 +77,10 @@ def search(
                 model_dir = model or Path(target.model_path)
                 fingerprint = index.model_fingerprint(model_dir)
                 vector = encode(load_model(model_dir), [query], show_progress=False)[0]
-            used, hits = index.search(conn, vector, model_fingerprint=fingerprint, k=k, ef_search=ef_search,
-                                      version=target.version)
+            weight = _lexical_weight(lexical_weight)
+            lexical = index.LexicalIndex(conn, target.version) if weight > 0 else None
+            used, hits = index.hybrid_search(conn, vector, query, lexical, model_fingerprint=fingerprint,
+                                             lexical_weight=weight, k=k, ef_search=ef_search, version=target.version)
     except EmbedtuneError as exc:
         _fail(exc)
     typer.echo(f"index {used}  ({len(hits)} results)")
@@ -188,6 +205,7 @@ def serve(
     share: float = typer.Option(0.5, help="bucket mode: share of users in the treatment arm"),
     ef_search: int = typer.Option(80),
     onnx: Path | None = typer.Option(None, help="embed control-arm queries with this ONNX export (int8)"),
+    lexical_weight: float | None = typer.Option(None, help=LEXICAL_WEIGHT_HELP),
 ) -> None:
     """Run the HTTP search service (GET /search, POST /click, a search page at /, OpenAPI at /docs)."""
     import uvicorn
@@ -197,7 +215,8 @@ def serve(
 
     try:
         service = SearchService(index.database_url(), Experiment(experiment, mode, control, treatment, share),
-                                ef_search=ef_search, onnx={"control": onnx} if onnx else None)
+                                ef_search=ef_search, onnx={"control": onnx} if onnx else None,
+                                lexical_weight=_lexical_weight(lexical_weight))
     except EmbedtuneError as exc:
         _fail(exc)
     typer.echo(f"serving experiment {experiment!r} ({mode}): " +

@@ -295,6 +295,17 @@ def encode_corpus(
 MIN_TAIL_TOKENS = 16  # a tail view shorter than this (a title filling the window) is not worth a vector
 
 
+def whole_words(text: str, start: int, end: int | None = None) -> str:
+    """``text[start:end]`` without partial words, stripped: a start inside a word moves forward past it, an end
+    inside a word moves forward to the word's end (a token's offsets can fall inside a word)."""
+    end = len(text) if end is None else end
+    while 0 < start < len(text) and not text[start - 1].isspace():
+        start += 1
+    while end < len(text) and not text[end].isspace():
+        end += 1
+    return text[start:end].strip()
+
+
 def tail_views(titles: Sequence[str], bodies: Sequence[str], tokenizer, *, max_seq_length: int,
                tail_tokens: int) -> tuple[list[int], list[str]]:
     """A second view of every document the model would truncate: its title and the last tokens of its body.
@@ -324,11 +335,7 @@ def tail_views(titles: Sequence[str], bodies: Sequence[str], tokenizer, *, max_s
         offsets = encoded["offset_mapping"][row]
         if keep < MIN_TAIL_TOKENS or not offsets:
             continue
-        body = bodies[i]
-        start = offsets[max(0, len(offsets) - keep)][0]
-        while 0 < start < len(body) and not body[start - 1].isspace():  # whole words only
-            start += 1
-        tail = body[start:].strip()
+        tail = whole_words(bodies[i], offsets[max(0, len(offsets) - keep)][0])
         if not tail:
             continue
         indices.append(i)

@@ -433,3 +433,71 @@ def search(
             (vector, vector, int(k) * MAX_VIEWS, int(k)),
         ).fetchall()
     return target, [Hit(id=r[0], title=r[1], text=r[2], score=float(r[3])) for r in rows]
+
+
+class LexicalIndex:
+    """BM25 over one index version's documents (title and text from ``embedtune_documents``), for hybrid search.
+
+    Built in memory when first needed (SciFact's 5,183 abstracts: about a second) and kept by the caller, e.g.
+    the search service, for as long as it serves that version."""
+
+    def __init__(self, conn, version: str) -> None:
+        from embedtune.lexical import BM25Ranker
+
+        if not _TABLE.match(version):
+            raise IndexError_(f"unexpected table name {version!r}")
+        rows = conn.execute(f"SELECT d.id, d.title, d.text FROM embedtune_documents d "
+                            f"WHERE d.id IN (SELECT id FROM {version}) ORDER BY d.id").fetchall()
+        if not rows:
+            raise IndexError_(f"index version {version!r} has no documents to search by their words")
+        self.version = version
+        self.ids = [r[0] for r in rows]
+        self.ranker = BM25Ranker([f"{r[1]} {r[2]}".strip() if r[1] else r[2] for r in rows])
+
+
+def hybrid_search(
+    conn,
+    query_vector: np.ndarray,
+    query_text: str,
+    lexical: LexicalIndex | None,
+    *,
+    model_fingerprint: str,
+    lexical_weight: float,
+    k: int = 10,
+    candidates: int = 100,
+    ef_search: int = 100,
+    version: str | None = None,
+) -> tuple[str, list[Hit]]:
+    """``search`` fused with BM25 as the evaluation fuses them (``evaluation.search(lexical=...)``): a document
+    scores its dense score (its best vector) + ``lexical_weight`` x its BM25 score / the query's best BM25 score.
+
+    The fused ranking is computed over the union of the dense search's ``candidates`` nearest documents and
+    BM25's ``candidates`` best; a document only BM25 found gets its exact dense score from its own vectors.
+    With ``lexical_weight`` 0 it is ``search`` (``lexical`` may then be None); otherwise ``lexical`` is the BM25
+    index of the version searched (``version``, default: the one ``lexical`` was built for)."""
+    from embedtune.lexical import LexicalFusion, check_lexical_weight
+
+    if check_lexical_weight(lexical_weight) == 0:
+        return search(conn, query_vector, model_fingerprint=model_fingerprint, k=k, ef_search=ef_search,
+                      version=version)
+    if lexical is None or (version is not None and version != lexical.version):
+        raise ValueError(f"hybrid search of {version!r} needs that version's LexicalIndex")
+    fusion = LexicalFusion(lexical.ranker, lexical.ids, {"q": query_text}, weight=lexical_weight)
+    target, dense_hits = search(conn, query_vector, model_fingerprint=model_fingerprint, k=max(k, candidates),
+                                ef_search=ef_search, version=lexical.version)
+    bonus = fusion.scores(["q"])[0]
+    row = {doc_id: i for i, doc_id in enumerate(lexical.ids)}
+    hits = {h.id: h for h in dense_hits}
+    lexical_best = [lexical.ids[i] for i in np.argsort(-bonus, kind="stable")[:candidates] if bonus[i] > 0]
+    missing = [doc_id for doc_id in lexical_best if doc_id not in hits]
+    if missing:
+        vector = np.asarray(query_vector, dtype=np.float32)
+        rows = conn.execute(
+            f"SELECT e.id, coalesce(d.title, ''), coalesce(d.text, ''), 1 - min(e.embedding <=> %s) FROM {target} e "
+            "LEFT JOIN embedtune_documents d USING (id) WHERE e.id = ANY(%s) GROUP BY e.id, d.title, d.text",
+            (vector, missing)).fetchall()
+        hits.update({r[0]: Hit(id=r[0], title=r[1], text=r[2], score=float(r[3])) for r in rows})
+    fused = [Hit(id=h.id, title=h.title, text=h.text, score=h.score + float(bonus[row[h.id]]) if h.id in row else h.score)
+             for h in hits.values()]
+    fused.sort(key=lambda h: (-h.score, h.id))
+    return target, fused[:k]

@@ -4,11 +4,20 @@ Why: the dense base model and BM25 make different mistakes. On SciFact BM25 (ste
 scores `ndcg@10` 0.686 on the test claims against the base MiniLM's 0.646, and the abstracts it wrongly
 ranks high share the claim's terms, which is exactly the confusion contrastive training should learn to
 resolve. The rankings come from ``bm25s`` (sparse matrices, indexes SciFact in about a second).
+
+The same scores also serve at query time: ``LexicalFusion`` adds them, scaled, to a dense model's (hybrid
+search), which on SciFact's dev splits ranks better than either alone (docs/experiments.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from embedtune.errors import ConfigError
 
 RANKERS = ("dense", "bm25", "fused")
 
@@ -24,6 +33,7 @@ class BM25Ranker:
         import bm25s
         import Stemmer
 
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG on import
         self._bm25s, self._stemmer = bm25s, Stemmer.Stemmer("english")
         self._size = len(corpus_texts)
         self._retriever = bm25s.BM25()
@@ -38,6 +48,62 @@ class BM25Ranker:
         documents, scores = self._retriever.retrieve(self._tokenize(query_texts), k=min(depth, self._size),
                                                      show_progress=False, n_threads=1)
         return [[int(d) for d, s in zip(row, row_scores) if s > 0] for row, row_scores in zip(documents, scores)]
+
+    @property
+    def size(self) -> int:
+        """Number of corpus texts indexed."""
+        return self._size
+
+    def scores(self, query_texts: Sequence[str]) -> np.ndarray:
+        """(queries x corpus texts) BM25 scores; a query with no indexed term (only stop words, or words no
+        text has) scores 0 everywhere."""
+        tokenized = self._bm25s.tokenize(list(query_texts), stopwords="en", stemmer=self._stemmer,
+                                         show_progress=False, return_ids=False)
+        scores = np.zeros((len(tokenized), self._size), dtype=np.float32)
+        for row, tokens in enumerate(tokenized):
+            known = self._retriever.get_tokens_ids(tokens)
+            if known:
+                scores[row] = self._retriever.get_scores_from_ids(known)
+        return scores
+
+
+def check_lexical_weight(weight: object) -> float:
+    """The hybrid-search weight of BM25 as a float, or a ConfigError naming the setting."""
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+        raise ConfigError(f"the lexical weight (evaluate.lexical_weight, --lexical-weight) must be a number >= 0 "
+                          f"(0: dense only), got {weight!r}")
+    return float(weight)
+
+
+class LexicalFusion:
+    """BM25 scores to add to a dense model's: ``weight`` x a document's BM25 score / the query's best BM25 score.
+
+    Dividing by the query's best score puts BM25 on a 0..1 scale whatever the query's length and terms, so one
+    weight serves every query; dense scores are cosines. Hybrid search adds this to each document's dense score
+    (``evaluation.search(lexical=...)``); ``run`` ranks by BM25 alone, for comparison.
+    """
+
+    def __init__(self, ranker: BM25Ranker, corpus_ids: Sequence[str], query_texts: Mapping[str, str], *,
+                 weight: float) -> None:
+        weight = check_lexical_weight(weight)
+        if len(corpus_ids) != ranker.size:
+            raise ValueError(f"{len(corpus_ids)} corpus ids for a BM25 index of {ranker.size} texts")
+        self.ranker, self.corpus_ids, self.query_texts, self.weight = ranker, list(corpus_ids), query_texts, weight
+
+    def scores(self, query_ids: Sequence[str]) -> np.ndarray:
+        """(queries x documents) ``weight`` x BM25 score / the query's best, in the corpus ids' order."""
+        raw = self.ranker.scores([self.query_texts[q] for q in query_ids])
+        best = raw.max(axis=1, keepdims=True)
+        return (self.weight * raw / np.where(best > 0, best, 1.0)).astype(np.float32)
+
+    def run(self, query_ids: Sequence[str], *, top_k: int) -> dict[str, dict[str, float]]:
+        """The BM25 ranking alone (documents sharing no term with the query left out), as an evaluation run."""
+        raw = self.ranker.scores([self.query_texts[q] for q in query_ids])
+        run = {}
+        for row, query_id in enumerate(query_ids):
+            top = np.argsort(-raw[row], kind="stable")[:top_k]
+            run[query_id] = {self.corpus_ids[i]: float(raw[row, i]) for i in top if raw[row, i] > 0}
+        return run
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], *, k: int = 60) -> list[int]:

@@ -120,13 +120,15 @@ class SearchService:
     """The service's logic, independent of HTTP (the FastAPI app is a thin layer over it)."""
 
     def __init__(self, url: str, experiment: Experiment, *, ef_search: int = 80, pool_size: int = 8,
-                 onnx: dict[str, Path] | None = None) -> None:
+                 onnx: dict[str, Path] | None = None, lexical_weight: float = 0.0) -> None:
         from pgvector.psycopg import register_vector
         from psycopg_pool import ConnectionPool
 
+        from embedtune.lexical import check_lexical_weight
         from embedtune.models import load_model
 
         experiment.validate()
+        self.lexical_weight = check_lexical_weight(lexical_weight)
         with index.connect(url) as conn:
             control = experiment.control or index.serving_version(conn)
             if control is None:
@@ -171,6 +173,13 @@ class SearchService:
                     f"the model at {source} (fingerprint {fingerprint[:16]}) is not the model index "
                     f"{version.version} was built with ({version.fingerprint[:16]})")
             self.arms[name] = Arm(name, version.version, fingerprint, embed)
+        # hybrid search: a BM25 index of each arm's documents, built once (index.hybrid_search)
+        self.lexical: dict[str, index.LexicalIndex] = {}
+        if self.lexical_weight > 0:
+            with index.connect(url) as conn:
+                for arm in self.arms.values():
+                    if arm.version not in self.lexical:
+                        self.lexical[arm.version] = index.LexicalIndex(conn, arm.version)
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
                                    configure=register_vector, open=True)
 
@@ -181,8 +190,9 @@ class SearchService:
 
     def _ranking(self, conn, arm: Arm, query: str, k: int) -> list[index.Hit]:
         vector = arm.embed([query])[0]
-        _, hits = index.search(conn, vector, model_fingerprint=arm.fingerprint, k=k, ef_search=self.ef_search,
-                               version=arm.version)
+        _, hits = index.hybrid_search(conn, vector, query, self.lexical.get(arm.version),
+                                      model_fingerprint=arm.fingerprint, lexical_weight=self.lexical_weight, k=k,
+                                      ef_search=self.ef_search, version=arm.version)
         return hits
 
     def search(self, query: str, k: int = 10, user_id: str | None = None) -> dict:
