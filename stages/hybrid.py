@@ -12,8 +12,9 @@ from pathlib import Path
 
 from embedtune.data import read_corpus, read_qrels, read_queries, write_json_atomic
 from embedtune.embeddings import load_embeddings, load_views, matching_precision
+from embedtune.errors import InputError
 from embedtune.evaluation import evaluate_model, per_query_metrics, summarize
-from embedtune.lexical import BM25Ranker, LexicalFusion
+from embedtune.lexical import BM25Ranker, LexicalFusion, check_lexical_weight
 from embedtune.models import load_model
 from embedtune.stage import get, load_params, log, run_stage
 
@@ -30,35 +31,41 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True)
     args = parser.parse_args()
     params = load_params()
-    weight = get(params, "evaluate.lexical_weight")
+    weight = check_lexical_weight(get(params, "evaluate.lexical_weight"))
     top_k, batch_size = get(params, "evaluate.top_k"), get(params, "encode.batch_size")
     corpus = read_corpus(args.corpus)
     queries = read_queries(args.queries)
     texts = {q: v.text for q, v in queries.items()}
+    corpus_ids = list(corpus)
     ranker = BM25Ranker([d.full_text for d in corpus.values()])
+    splits = {name: read_qrels(path, corpus_ids, queries) for name, path in (("test", args.test_qrels),
+                                                                              ("dev", args.dev_qrels))}
+    report: dict = {"lexical_weight": weight}
+    for split, qrels in splits.items():
+        report[split] = {"queries": len(qrels)}
+        if qrels:
+            lexical_only = LexicalFusion(ranker, corpus_ids, texts, weight=1.0)
+            report[split]["bm25"] = summarize(per_query_metrics(qrels, lexical_only.run(sorted(qrels), top_k=top_k)))
     models = {"base": (get(params, "model.base"), args.base_embeddings),
               "finetuned": (args.model, args.finetuned_embeddings)}
-    report: dict = {"lexical_weight": weight}
-    for split, path in (("test", args.test_qrels), ("dev", args.dev_qrels)):
-        qrels = read_qrels(path, list(corpus), queries)
-        if not qrels:
-            report[split] = {"queries": 0}
-            continue
-        figures: dict = {"queries": len(qrels)}
-        lexical_only = LexicalFusion(ranker, list(corpus), texts, weight=1.0)
-        figures["bm25"] = summarize(per_query_metrics(qrels, lexical_only.run(sorted(qrels), top_k=top_k)))
-        for name, (model_spec, embeddings) in models.items():
-            corpus_ids, corpus_vectors, corpus_meta = load_embeddings(embeddings)
-            model = load_model(model_spec, max_seq_length=get(params, "model.max_seq_length"))
-            per_query, _ = evaluate_model(
-                model, texts, qrels, corpus_ids, corpus_vectors, top_k=top_k, batch_size=batch_size,
-                precision=matching_precision(get(params, "encode.precision"), corpus_meta),
-                views=load_views(embeddings, corpus_ids),
-                lexical=LexicalFusion(ranker, list(corpus), texts, weight=weight))
-            figures[f"{name}+bm25"] = summarize(per_query)
-        report[split] = figures
-        log.info("%s (%d queries, lexical weight %s): %s", split, len(qrels), weight,
-                 {k: v["ndcg@10"] for k, v in figures.items() if isinstance(v, dict)})
+    for name, (model_spec, embeddings) in models.items():
+        ids, vectors, meta = load_embeddings(embeddings)
+        if ids != corpus_ids:
+            raise InputError(f"the vectors are not those of {args.corpus} (other documents or order): rerun the "
+                             "embed stage", path=embeddings)
+        model = load_model(model_spec, max_seq_length=get(params, "model.max_seq_length"))
+        views = load_views(embeddings, ids)
+        for split, qrels in splits.items():
+            if qrels:
+                per_query, _ = evaluate_model(
+                    model, texts, qrels, ids, vectors, top_k=top_k, batch_size=batch_size,
+                    precision=matching_precision(get(params, "encode.precision"), meta), views=views,
+                    lexical=LexicalFusion(ranker, corpus_ids, texts, weight=weight))
+                report[split][f"{name}+bm25"] = summarize(per_query)
+    for split, figures in report.items():
+        if isinstance(figures, dict) and figures["queries"]:
+            log.info("%s (%d queries, lexical weight %s): %s", split, figures["queries"], weight,
+                     {k: v["ndcg@10"] for k, v in figures.items() if isinstance(v, dict)})
     write_json_atomic(args.metrics, report)
 
 

@@ -1,7 +1,9 @@
 """reindex: load the fine-tuned model's corpus vectors into pgvector and promote them if the gate passes.
 
 The vectors come from the embed stage (no second encode). Also measures load rate, index build time, query
-latency with the real test queries and HNSW recall@10 against exact search, into metrics/reindex.json.
+latency with the real test queries and HNSW recall@10 against exact search, and, with hybrid search on
+(`evaluate.lexical_weight` > 0), the served hybrid ranking's `ndcg@10` / `recall@10` on the test claims (to match
+the hybrid stage's figure: what is served is what was measured), into metrics/reindex.json.
 """
 
 import argparse
@@ -15,6 +17,7 @@ import numpy as np
 from embedtune import index
 from embedtune.data import read_corpus, read_qrels, read_queries, write_json_atomic
 from embedtune.embeddings import encode, load_embeddings, load_views, matching_precision, view_layout
+from embedtune.evaluation import per_query_metrics, summarize
 from embedtune.evaluation import search as exact_search
 from embedtune.models import load_model
 from embedtune.promotion import decide
@@ -52,7 +55,9 @@ def main() -> None:
         loaded = index.load_version(
             conn, fingerprint=fingerprint, model_path=str(args.model.resolve()), ids=ids, vectors=vectors,
             titles=[corpus[i].title for i in ids], texts=[corpus[i].text for i in ids],
-            metrics={"comparison": comparison["metrics"], "gate": decision.reason},
+            metrics={"comparison": comparison["metrics"], "gate": decision.reason,
+                     # queries are encoded as the corpus was, as in evaluation (the CLI and service read this)
+                     "query_precision": matching_precision(get(params, "encode.precision"), corpus_meta)},
             source_commit=_commit(), hnsw_m=get(params, "reindex.hnsw_m"),
             hnsw_ef_construction=get(params, "reindex.hnsw_ef_construction"),
             maintenance_work_mem=get(params, "reindex.maintenance_work_mem"),
@@ -70,7 +75,8 @@ def main() -> None:
 
         # Measure with the real test queries: latency through pgvector, recall of HNSW against exact search.
         queries = read_queries(args.queries)
-        qids = sorted(read_qrels(args.test_qrels, ids, queries))
+        qrels = read_qrels(args.test_qrels, ids, queries)
+        qids = sorted(qrels)
         model = load_model(args.model)
         qvecs = encode(model, [queries[q].text for q in qids], batch_size=get(params, "encode.batch_size"),
                        precision=matching_precision(get(params, "encode.precision"), corpus_meta),
@@ -83,6 +89,21 @@ def main() -> None:
                                    version=loaded.version)
             latencies.append((time.perf_counter() - started) * 1000)
             overlap.append(len({h.id for h in hits} & set(exact[qid])) / k)
+        # Hybrid search as served (evaluate.lexical_weight): its ranking should score as the hybrid stage measured.
+        weight = get(params, "evaluate.lexical_weight")
+        hybrid: dict = {}
+        if weight > 0:
+            lexical = index.LexicalIndex(conn, loaded.version)
+            served, hybrid_latencies = {}, []
+            for row, qid in enumerate(qids):
+                started = time.perf_counter()
+                _, hits = index.hybrid_search(conn, qvecs[row], queries[qid].text, lexical, model_fingerprint=fingerprint,
+                                              lexical_weight=weight, k=k, ef_search=ef_search)
+                hybrid_latencies.append((time.perf_counter() - started) * 1000)
+                served[qid] = {h.id: h.score for h in hits}
+            figures = summarize(per_query_metrics(qrels, served))
+            hybrid = {"hybrid_ndcg@10": figures["ndcg@10"], "hybrid_recall@10": figures["recall@10"],
+                      "hybrid_query_p50_ms": round(float(np.percentile(hybrid_latencies, 50)), 3)}
         serving = index.serving_version(conn)
     result = {
         "rows": loaded.rows,
@@ -98,6 +119,7 @@ def main() -> None:
         "promoted": decision.promote,
         "serving": serving == loaded.version,
         "gate": decision.reason,
+        **hybrid,
     }
     write_json_atomic(args.metrics, result)
     log.info("reindex: %s", result)

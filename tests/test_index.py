@@ -263,7 +263,8 @@ def test_hybrid_search_serves_the_ranking_the_evaluation_measured(db_url: str) -
         _, few = index.hybrid_search(conn, query, text, lexical, model_fingerprint=FP_F, lexical_weight=2.0, k=3,
                                      candidates=3)
         dense = exact_search(["q"], query[None], ids, heads, top_k=3, views=views)["q"]
-        bm25 = [ids[i] for i in np.argsort(-heavy.scores(["q"])[0], kind="stable")[:3]]
+        bonus = heavy.scores(["q"])[0]
+        bm25 = [ids[i] for i in np.flatnonzero(bonus >= np.sort(bonus)[-3])]  # BM25's best 3, ties kept
         union = sorted(set(dense) | set(bm25), key=lambda d: -exact[d])
         assert "h17" in bm25 and "h17" not in dense and "h17" in union[:3] and [h.id for h in few] == union[:3]
         assert [h.score for h in few] == pytest.approx([exact[h.id] for h in few], abs=1e-5)
@@ -276,3 +277,14 @@ def test_hybrid_search_serves_the_ranking_the_evaluation_measured(db_url: str) -
         with pytest.raises(ValueError, match="LexicalIndex"):
             index.hybrid_search(conn, query, text, None, model_fingerprint=FP_F, lexical_weight=0.3,
                                 version=loaded.version)
+
+
+def test_queries_are_encoded_in_the_precision_the_version_recorded(db_url: str) -> None:
+    with index.connect(db_url) as conn:
+        recorded = index.load_version(conn, fingerprint="1" * 64, model_path="/m", ids=["x", "y"],
+                                      vectors=_vectors(2, 31), titles=["x", "y"], texts=["a", "b"],
+                                      metrics={"query_precision": "bf16"})
+        older = index.load_version(conn, fingerprint="2" * 64, model_path="/m", ids=["x", "y"],
+                                   vectors=_vectors(2, 32), titles=["x", "y"], texts=["a", "b"])
+        assert index.query_precision(index.get_version(conn, recorded.version)) == "bf16"
+        assert index.query_precision(index.get_version(conn, older.version)) == "fp32"  # loaded before it was recorded

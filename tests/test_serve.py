@@ -163,6 +163,9 @@ def test_guard_and_experiment_conflicts(db_url: str, versions, models, docs, tmp
     SearchService(db_url, Experiment("same", "interleave", versions["base"], versions["perturbed"])).close()
     with pytest.raises(Exception, match="already exists with another set-up"):
         SearchService(db_url, Experiment("same", "bucket", versions["base"], versions["perturbed"]))
+    with pytest.raises(Exception, match="already exists with another set-up"):  # another ranking: hybrid
+        SearchService(db_url, Experiment("same", "interleave", versions["base"], versions["perturbed"]),
+                      lexical_weight=0.3)
     # the model directory changed after indexing: the guard refuses to serve it
     copy = tmp_path / "copy"
     shutil.copytree(models["perturbed"], copy)
@@ -227,6 +230,8 @@ def test_hybrid_service_serves_the_fused_ranking(db_url: str, versions, models) 
     try:
         query = "vitamin D and bone density"
         served = [h["id"] for h in service.search(query, k=5)["results"]]
+        with index.connect(db_url) as conn:
+            assert report(conn, "hybrid")["lexical_weight"] == 0.3  # the experiment records how it ranked
         vector = encode(load_model(str(models["base"])), [query], show_progress=False)[0]
         with index.connect(db_url) as conn:
             _, fused = index.hybrid_search(conn, vector, query, index.LexicalIndex(conn, versions["base"]),

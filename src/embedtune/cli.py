@@ -61,6 +61,7 @@ def search(
     if not query.strip():
         _fail(ValueError("the query is empty"))
     try:
+        weight = _lexical_weight(lexical_weight)
         with index.connect() as conn:
             target = index.get_version(conn, version) if version else None
             if target is None:
@@ -76,8 +77,8 @@ def search(
             else:
                 model_dir = model or Path(target.model_path)
                 fingerprint = index.model_fingerprint(model_dir)
-                vector = encode(load_model(model_dir), [query], show_progress=False)[0]
-            weight = _lexical_weight(lexical_weight)
+                vector = encode(load_model(model_dir), [query], precision=index.query_precision(target),
+                                show_progress=False)[0]
             lexical = index.LexicalIndex(conn, target.version) if weight > 0 else None
             used, hits = index.hybrid_search(conn, vector, query, lexical, model_fingerprint=fingerprint,
                                              lexical_weight=weight, k=k, ef_search=ef_search, version=target.version)
@@ -188,7 +189,8 @@ def load_command(
             loaded = index.load_version(conn, fingerprint=index.model_fingerprint(model_dir), model_path=str(model_dir),
                                         ids=ids, vectors=vectors, titles=[docs[i].title for i in ids],
                                         texts=[docs[i].text for i in ids], views=load_views(embeddings, ids),
-                                        layout=view_layout(meta))
+                                        layout=view_layout(meta),
+                                        metrics={"query_precision": meta.get("precision", "fp32")})
     except EmbedtuneError as exc:
         _fail(exc)
     typer.echo(f"{'loaded' if loaded.created else 'already loaded'}: {loaded.version} ({loaded.rows} rows)")

@@ -187,6 +187,12 @@ class Version:
     serving: bool = False
 
 
+def query_precision(version: Version) -> str:
+    """The precision to encode queries for ``version`` in: the one its corpus vectors were encoded in, as the
+    evaluation does (recorded by the reindex stage; fp32 for versions loaded before it was)."""
+    return str(version.metrics.get("query_precision", "fp32"))
+
+
 def list_versions(conn) -> list[Version]:
     serving = serving_version(conn)
     rows = conn.execute(
@@ -452,6 +458,7 @@ class LexicalIndex:
             raise IndexError_(f"index version {version!r} has no documents to search by their words")
         self.version = version
         self.ids = [r[0] for r in rows]
+        self.rows = {doc_id: i for i, doc_id in enumerate(self.ids)}
         self.ranker = BM25Ranker([f"{r[1]} {r[2]}".strip() if r[1] else r[2] for r in rows])
 
 
@@ -472,7 +479,8 @@ def hybrid_search(
     scores its dense score (its best vector) + ``lexical_weight`` x its BM25 score / the query's best BM25 score.
 
     The fused ranking is computed over the union of the dense search's ``candidates`` nearest documents and
-    BM25's ``candidates`` best; a document only BM25 found gets its exact dense score from its own vectors.
+    BM25's ``candidates`` best (with any tied at the last place); a document only BM25 found gets its exact dense
+    score from its own vectors.
     With ``lexical_weight`` 0 it is ``search`` (``lexical`` may then be None); otherwise ``lexical`` is the BM25
     index of the version searched (``version``, default: the one ``lexical`` was built for)."""
     from embedtune.lexical import LexicalFusion, check_lexical_weight
@@ -486,9 +494,11 @@ def hybrid_search(
     target, dense_hits = search(conn, query_vector, model_fingerprint=model_fingerprint, k=max(k, candidates),
                                 ef_search=ef_search, version=lexical.version)
     bonus = fusion.scores(["q"])[0]
-    row = {doc_id: i for i, doc_id in enumerate(lexical.ids)}
+    row = lexical.rows
     hits = {h.id: h for h in dense_hits}
-    lexical_best = [lexical.ids[i] for i in np.argsort(-bonus, kind="stable")[:candidates] if bonus[i] > 0]
+    # BM25's best: every document scoring at least its ``candidates``-th best score (ties kept: deterministic)
+    floor = np.partition(bonus, len(bonus) - candidates)[len(bonus) - candidates] if candidates < len(bonus) else 0.0
+    lexical_best = [lexical.ids[i] for i in np.flatnonzero((bonus >= floor) & (bonus > 0))]
     missing = [doc_id for doc_id in lexical_best if doc_id not in hits]
     if missing:
         vector = np.asarray(query_vector, dtype=np.float32)

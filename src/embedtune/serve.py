@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS embedtune_experiments (
     treatment_share double precision NOT NULL,
     started_at      timestamptz NOT NULL DEFAULT now()
 );
+-- BM25's weight in hybrid search: part of an experiment's set-up, so a restart with another weight cannot mix
+-- rankings of two systems under one name (experiments from before hybrid search ranked by meaning only: 0)
+ALTER TABLE embedtune_experiments ADD COLUMN IF NOT EXISTS lexical_weight double precision NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS embedtune_impressions (
     id         uuid PRIMARY KEY,
     experiment text NOT NULL,
@@ -138,15 +141,17 @@ class SearchService:
                 versions["treatment"] = index.get_version(conn, experiment.treatment)
             ensure_log_schema(conn)
             conn.execute(
-                "INSERT INTO embedtune_experiments (name, mode, control, treatment, treatment_share) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO embedtune_experiments (name, mode, control, treatment, treatment_share, lexical_weight) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
                 (experiment.name, experiment.mode, versions["control"].version,
-                 versions.get("treatment").version if "treatment" in versions else None, experiment.treatment_share),
+                 versions.get("treatment").version if "treatment" in versions else None, experiment.treatment_share,
+                 self.lexical_weight),
             )
-            stored = conn.execute("SELECT mode, control, treatment, treatment_share FROM embedtune_experiments "
-                                  "WHERE name = %s", (experiment.name,)).fetchone()
+            stored = conn.execute("SELECT mode, control, treatment, treatment_share, lexical_weight "
+                                  "FROM embedtune_experiments WHERE name = %s", (experiment.name,)).fetchone()
         wanted = (experiment.mode, versions["control"].version,
-                  versions["treatment"].version if "treatment" in versions else None, experiment.treatment_share)
+                  versions["treatment"].version if "treatment" in versions else None, experiment.treatment_share,
+                  self.lexical_weight)
         if tuple(stored) != wanted:
             raise BadRequest(f"experiment {experiment.name!r} already exists with another set-up {tuple(stored)}; "
                              "choose a new experiment name")
@@ -166,8 +171,9 @@ class SearchService:
                 source, fingerprint = version.model_path, index.model_fingerprint(Path(version.model_path))
                 if version.model_path not in models:
                     models[version.model_path] = load_model(version.model_path)
-                model = models[version.model_path]
-                embed = lambda texts, model=model: encode(model, texts, show_progress=False)
+                model, precision = models[version.model_path], index.query_precision(version)
+                embed = lambda texts, model=model, precision=precision: encode(model, texts, precision=precision,
+                                                                               show_progress=False)
             if fingerprint != version.fingerprint:
                 raise index.FingerprintMismatch(
                     f"the model at {source} (fingerprint {fingerprint[:16]}) is not the model index "
@@ -265,13 +271,13 @@ def _impressions(conn, experiment: str) -> Iterator[tuple]:
 def report(conn, experiment: str) -> dict:
     """The A/B report of an experiment: per arm metrics, interleaving outcome, verdict."""
     ensure_log_schema(conn)
-    row = conn.execute("SELECT mode, control, treatment, treatment_share, started_at FROM embedtune_experiments "
-                       "WHERE name = %s", (experiment,)).fetchone()
+    row = conn.execute("SELECT mode, control, treatment, treatment_share, started_at, lexical_weight "
+                       "FROM embedtune_experiments WHERE name = %s", (experiment,)).fetchone()
     if row is None:
         raise NotFound(f"unknown experiment {experiment!r}")
-    mode, control, treatment, share, started = row
+    mode, control, treatment, share, started, lexical_weight = row
     out: dict[str, Any] = {"experiment": experiment, "mode": mode, "control": control, "treatment": treatment,
-                           "treatment_share": share, "started_at": started.isoformat()}
+                           "treatment_share": share, "started_at": started.isoformat(), "lexical_weight": lexical_weight}
     outcomes, per_arm = [], {"control": [], "treatment": []}
     for _, _, _, _, imp_mode, arm, results, clicked in _impressions(conn, experiment):
         clicked = set(clicked)
