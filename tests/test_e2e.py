@@ -125,7 +125,7 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert params["evaluate"]["top_k"] == 50 and params["data"]["name"] == "scifact_sample"
 
     # hybrid search's weight reruns only the hybrid stage; at 0 it is the dense model's ranking exactly
-    out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", "-Sevaluate.lexical_weight=0"],
+    out = sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50", "-Sevaluate.lexical_weight=0"],
              root, env)
     assert ran(out) == {"hybrid", "reindex"}  # reindex measures the served hybrid ranking, so it follows the weight
     assert "hybrid_ndcg@10" not in _metrics(root, "reindex.json")
