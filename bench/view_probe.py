@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,41 @@ def ranking(query_ids: list[str], doc_ids: list[str], scores: np.ndarray, k: int
     return {q: {doc_ids[j]: float(scores[r, j]) for j in top[r]} for r, q in enumerate(query_ids)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+@dataclass
+class Probe:
+    """What a probe scores: a dev run's corpus vectors, its model, and the judged queries (sorted ids)."""
+
+    args: argparse.Namespace
+    corpus: dict
+    queries: dict
+    ids: list[str]
+    heads: np.ndarray
+    precision: str
+    max_seq_length: int
+    model: object
+    qrels: dict
+    qids: list[str]
+    started: float
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return encode(self.model, texts, precision=self.precision, show_progress=False)
+
+    def report(self, variants: dict[str, np.ndarray]) -> None:
+        """Score each variant's (queries x documents) matrix; print one JSON line, appended to --output if given."""
+        row = {"name": self.args.name, "queries": len(self.qids), "tail_tokens": self.args.tail_tokens,
+               "precision": self.precision, "seconds": round(time.perf_counter() - self.started, 1)}
+        row.update({label: summarize(per_query_metrics(self.qrels, ranking(self.qids, self.ids, scores)))
+                    for label, scores in variants.items()})
+        line = json.dumps(row)
+        print(line)
+        if self.args.output:
+            with self.args.output.open("a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+
+
+def load_probe(description: str) -> Probe:
+    """Parse the probes' shared arguments and load a dev run's workspace (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="workspace", help="label of the JSON line (the experiment's name)")
     parser.add_argument("--model", type=Path, default=Path("models/finetuned"))
     parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings/finetuned"))
@@ -95,15 +129,19 @@ def main() -> None:
     ids, heads, meta = load_embeddings(args.embeddings)
     if ids != list(corpus):
         raise SystemExit(f"{args.embeddings} does not hold the vectors of {args.corpus}: run `dvc checkout`")
-    precision, max_seq_length = meta["precision"], int(meta["max_seq_length"])
+    max_seq_length = int(meta["max_seq_length"])
     model = load_model(str(args.model), max_seq_length=max_seq_length)
-    titles, bodies = [corpus[d].title for d in ids], [corpus[d].text for d in ids]
     qrels = read_qrels(args.qrels, ids, queries)
-    qids = sorted(qrels)
+    return Probe(args, corpus, queries, ids, heads, meta["precision"], max_seq_length, model, qrels, sorted(qrels),
+                 started)
 
-    def embed(texts: list[str]) -> np.ndarray:
-        return encode(model, texts, precision=precision, show_progress=False)
 
+def main() -> None:
+    probe = load_probe(__doc__)
+    args, corpus, queries, ids, heads = probe.args, probe.corpus, probe.queries, probe.ids, probe.heads
+    max_seq_length, model, qids = probe.max_seq_length, probe.model, probe.qids
+    titles, bodies = [corpus[d].title for d in ids], [corpus[d].text for d in ids]
+    embed = probe.embed
     query_vectors = embed([queries[q].text for q in qids])
     head = query_vectors @ heads.T
     tail_owners, tail_texts = tail_views(titles, bodies, model.tokenizer, max_seq_length=max_seq_length,
@@ -135,16 +173,7 @@ def main() -> None:
         moved /= np.linalg.norm(moved, axis=1, keepdims=True)
         variants[f"prf{k}_{beta}"] = np.maximum(moved @ heads.T, best_of_views(moved, len(ids), tail_owners,
                                                                                 tail_vectors))
-    row = {"name": args.name, "queries": len(qids), "tail_tokens": args.tail_tokens, "precision": precision,
-           "seconds": round(time.perf_counter() - started, 1)}
-    row.update({label: summarize(per_query_metrics(qrels, ranking(qids, ids, scores)))
-                for label, scores in variants.items()})
-    line = json.dumps(row)
-    print(line)
-    if args.output:
-        with args.output.open("a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
-
+    probe.report(variants)
 
 if __name__ == "__main__":
     main()
