@@ -45,8 +45,8 @@ def main() -> None:
                                      ids=ids, vectors=vectors, titles=[corpus[i].title for i in ids],
                                      texts=[corpus[i].text for i in ids], views=load_views(Path("data/embeddings/base"), ids),
                                      layout=view_layout(meta)).version
-        _, _, tuned_meta = load_embeddings(Path("data/embeddings/finetuned"))
-        treatment = index.table_for(index.model_fingerprint(Path("models/finetuned")), view_layout(tuned_meta))
+        treatment = json.loads(Path("metrics/reindex.json").read_text())["version"]  # what the reindex stage loaded
+        index.get_version(conn, treatment)  # refuses one pruned since
     name = f"sim-{args.mode}-{uuid.uuid4().hex[:6]}"
     server = BackgroundServer(SearchService(url, Experiment(name, args.mode, control, treatment, 0.5)))
     pool = [(queries[q].text, {d for d, s in docs.items() if s > 0}) for q, docs in sorted(test.items())]

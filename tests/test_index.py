@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,7 +38,7 @@ FP_A, FP_B, FP_C, FP_D, FP_E, FP_F = "a" * 64, "b" * 64, "c" * 64, "d" * 64, "e"
 def test_load_search_and_noop_reload(db_url: str) -> None:
     with index.connect(db_url) as conn:
         first = _load(conn, FP_A, "a")
-        assert first.created and first.rows == 200 and first.version == "emb_aaaaaaaaaaaaaaaa"
+        assert first.created and first.rows == 200 and re.fullmatch(r"emb_[0-9a-f]{16}", first.version)
         again = _load(conn, FP_A, "a")
         assert not again.created and again.rows == 200
         index.promote(conn, first.version, "test")
@@ -46,6 +47,63 @@ def test_load_search_and_noop_reload(db_url: str) -> None:
         assert used == first.version and hits[0].id == "a7" and hits[0].score == pytest.approx(1.0, abs=1e-5)
         assert len(hits) == 5 and hits[0].title == "title 7"
         assert conn.execute(f"SELECT count(*) FROM {index.SERVING_VIEW}").fetchone()[0] == 200
+
+
+def test_the_same_model_over_a_changed_corpus_is_a_new_version_and_the_old_keeps_its_text(db_url: str) -> None:
+    """A corpus that gained a document and had one edited, embedded by the same model: a reload must not be a
+    no-op on the old version (its search would miss the new document), and the old version's hits, serving view
+    and BM25 index keep the text its vectors were computed from."""
+    n, fp = 30, "9" * 64
+    ids, vectors = [f"c{i}" for i in range(n)], _vectors(n + 1, 31)
+    texts = [f"plain body {i}" for i in range(n)]
+    with index.connect(db_url) as conn:
+        old = index.load_version(conn, fingerprint=fp, model_path="/m", ids=ids, vectors=vectors[:n],
+                                 titles=ids, texts=texts)
+        edited = texts[:3] + ["zeolite catalysis revised"] + texts[4:] + ["a new document"]
+        new = index.load_version(conn, fingerprint=fp, model_path="/m", ids=ids + ["c30"], vectors=vectors,
+                                 titles=ids + ["c30"], texts=edited)
+        assert new.created and new.version != old.version and (old.rows, new.rows) == (n, n + 1)
+        index.promote(conn, old.version, "old")
+        _, hits = index.search(conn, vectors[3], model_fingerprint=fp, k=1)
+        assert hits[0].text == "plain body 3"  # nor the new text of an old one
+        assert conn.execute(f"SELECT text FROM {index.SERVING_VIEW} WHERE id = 'c3'").fetchone()[0] == "plain body 3"
+        old_scores = index.LexicalIndex(conn, old.version).ranker.scores(["zeolite"])
+        assert not old_scores.any()  # the old version's BM25 has never seen the edited text
+        index.promote(conn, new.version, "new")
+        _, hits = index.search(conn, vectors[n], model_fingerprint=fp, k=1)
+        assert (hits[0].id, hits[0].text) == ("c30", "a new document")
+        assert index.LexicalIndex(conn, new.version).ranker.scores(["zeolite"]).any()
+        assert index.get_version(conn, fp[:12]).version == new.version  # a fingerprint prefix: the newest
+        again = index.load_version(conn, fingerprint=fp, model_path="/m", ids=ids, vectors=vectors[:n],
+                                   titles=ids, texts=texts)
+        assert not again.created and again.version == old.version  # the same content: the same version
+        index.prune(conn, keep_last=1)  # new serves, old is the rollback target: both stay
+        assert conn.execute(f"SELECT to_regclass('{old.version}_docs')").fetchone()[0] is not None
+
+
+def test_a_version_loaded_before_versions_kept_their_text_reads_the_shared_table(db_url: str) -> None:
+    """A database made by older code: the version's titles and texts are in ``embedtune_documents`` and its build
+    metrics name no table of its own. Search, the serving view, BM25 and hybrid search still show them."""
+    n, fp = 20, "8" * 64
+    ids, vectors = [f"L{i}" for i in range(n)], _vectors(n, 41)
+    texts = [f"legacy quartz {i}" if i == 5 else f"legacy body {i}" for i in range(n)]
+    with index.connect(db_url) as conn:
+        loaded = index.load_version(conn, fingerprint=fp, model_path="/m", ids=ids, vectors=vectors,
+                                    titles=[f"old title {i}" for i in range(n)], texts=texts)
+        with conn.transaction():  # what the older code left: shared texts, no own table, nothing recorded
+            conn.execute(f"INSERT INTO embedtune_documents SELECT id, title, text FROM {loaded.version}_docs")
+            conn.execute(f"DROP TABLE {loaded.version}_docs")
+            conn.execute("UPDATE embedtune_versions SET metrics = metrics #- '{build,documents_table}' "
+                         "WHERE version = %s", (loaded.version,))
+        index.promote(conn, loaded.version, "legacy")
+        _, hits = index.search(conn, vectors[5], model_fingerprint=fp, k=1)
+        assert (hits[0].id, hits[0].title, hits[0].text) == ("L5", "old title 5", "legacy quartz 5")
+        assert conn.execute(f"SELECT title FROM {index.SERVING_VIEW} WHERE id = 'L2'").fetchone()[0] == "old title 2"
+        lexical = index.LexicalIndex(conn, loaded.version)
+        assert lexical.documents == index.LEGACY_DOCUMENTS and lexical.ids == sorted(ids)
+        _, hits = index.hybrid_search(conn, vectors[0], "quartz", lexical, model_fingerprint=fp, lexical_weight=5.0,
+                                      k=1, candidates=2)
+        assert (hits[0].id, hits[0].text) == ("L5", "legacy quartz 5")  # found by its word, text from the shared table
 
 
 def test_fingerprint_guard(db_url: str) -> None:
@@ -98,6 +156,8 @@ def test_rollback_and_prune(db_url: str) -> None:
         assert index.prune(conn, keep_last=1) == [b]
         assert {v.version for v in index.list_versions(conn)} == {a, c}
         assert conn.execute("SELECT to_regclass(%s)", (b,)).fetchone()[0] is None
+        assert conn.execute("SELECT to_regclass(%s)", (f"{b}_docs",)).fetchone()[0] is None  # its texts went too
+        assert conn.execute("SELECT to_regclass(%s)", (f"{a}_docs",)).fetchone()[0] is not None
 
 
 def test_readers_never_see_a_partial_index_during_swaps(db_url: str) -> None:
@@ -162,7 +222,8 @@ def test_interrupted_load_leaves_serving_untouched_and_recovers(db_url: str) -> 
     with index.connect(db_url) as conn:
         assert index.serving_version(conn) == a
         assert [v.version for v in index.list_versions(conn)] == [a]
-        assert conn.execute("SELECT to_regclass('emb_dddddddddddddddd')").fetchone()[0] is None
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE tablename ~ '^emb_[0-9a-f]{16}'")}
+        assert tables == {a, f"{a}_docs"}  # nothing of the killed load
         recovered = index.load_version(conn, fingerprint="d" * 64, model_path="/m", ids=["x", "y"],
                                        vectors=_vectors(2, 3), titles=["", ""], texts=["", ""])
         assert recovered.created and recovered.rows == 2

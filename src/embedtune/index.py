@@ -2,10 +2,13 @@
 
 Vectors from different models live in different spaces; mixing them returns nonsense. So:
 
-* every model version gets its **own table** of (id, view, vector), named from a fingerprint of the model's
-  weights (``emb_<fingerprint[:16]>``; with the layout of extra views, such as the tails of long documents,
-  hashed in); a table never holds vectors of two models or two layouts. A document scores as its best vector. Document text, which does not
-  depend on the model, is kept once in ``embedtune_documents``;
+* every version gets its **own table** of (id, view, vector), named from a fingerprint of the model's weights and
+  a digest of what was loaded (ids, vectors, extra views such as the tails of long documents, titles and texts:
+  ``table_for``); a table never holds vectors of two models, two layouts or two states of the corpus. So the same
+  model over a corpus that gained, lost or changed documents is a new version, never a silent no-op on the old
+  one. A document scores as its best vector. Its title and text are kept with the version (``<version>_docs``),
+  so an older version keeps showing, and searching by words, the text it was loaded with (versions loaded before
+  that read the shared ``embedtune_documents``);
 * a version is loaded and indexed (HNSW, cosine) **inside one transaction** together with its metadata row:
   an interrupted load (killed process, lost connection) rolls back and leaves nothing behind;
 * the serving version is switched in **one transaction** (the ``embedtune_serving`` row and the
@@ -72,13 +75,50 @@ def model_fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()
 
 
-def table_for(fingerprint: str, layout: str = "") -> str:
+def table_for(fingerprint: str, layout: str = "", content: str = "") -> str:
     """The table of one model's vectors. ``layout`` names how documents were read when it is not one vector
     per document (``tail128``: a second vector for the tail of long ones), so that the same model's vectors
-    in another layout are another version, never mixed into this one."""
-    if layout:
-        fingerprint = hashlib.sha256(f"{fingerprint}:{layout}".encode()).hexdigest()
+    in another layout are another version, never mixed into this one. ``content`` is the digest of what is
+    loaded (``content_digest``): another corpus, or other vectors of it (another precision), is another version."""
+    if layout or content:
+        fingerprint = hashlib.sha256(f"{fingerprint}:{layout}:{content}".encode()).hexdigest()
     return f"emb_{fingerprint[:16]}"
+
+
+def content_digest(ids: Sequence[str], vectors: np.ndarray, titles: Sequence[str], texts: Sequence[str],
+                   views: ExtraViews | None = None) -> str:
+    """sha256 of everything a version serves besides the model: ids, vectors (as float32), extra views, titles
+    and texts, in order (SciFact's 5,183 documents with their tails: ~50 ms)."""
+    digest = hashlib.sha256()
+    for field in (ids, titles, texts):
+        digest.update(json.dumps(list(field), ensure_ascii=False).encode("utf-8"))
+    digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    if views is not None and len(views):
+        digest.update(json.dumps([int(o) for o in views.owners]).encode("utf-8"))
+        digest.update(np.ascontiguousarray(views.vectors, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+LEGACY_DOCUMENTS = "embedtune_documents"  # the titles and texts of versions loaded before each kept its own
+
+
+def _documents_table(version: str, recorded: str | None) -> str:
+    """Where ``version``'s titles and texts are: its own ``<version>_docs`` table (recorded by ``load_version`` in
+    the version's build metrics), or, for a version loaded before versions kept their text, the shared table."""
+    if not _TABLE.match(version):
+        raise IndexError_(f"unexpected table name {version!r}")
+    if recorded is None:
+        return LEGACY_DOCUMENTS
+    if recorded != f"{version}_docs":
+        raise IndexError_(f"index version {version!r} records its documents in {recorded!r}, not its own table")
+    return recorded
+
+
+def documents_table(conn, version: str) -> str:
+    """``_documents_table`` for ``version``, read from ``embedtune_versions``."""
+    row = conn.execute("SELECT metrics->'build'->>'documents_table' FROM embedtune_versions WHERE version = %s",
+                       (version,)).fetchone()
+    return _documents_table(version, row[0] if row else None)
 
 
 # --- connection -----------------------------------------------------------------------------------------------
@@ -203,9 +243,10 @@ def list_versions(conn) -> list[Version]:
 
 
 def get_version(conn, version: str) -> Version:
-    for v in list_versions(conn):
-        if v.version == version or v.fingerprint.startswith(version):
-            return v
+    """The version named ``version``, or else the newest one of the model whose fingerprint starts with it."""
+    versions = list_versions(conn)
+    for v in [v for v in versions if v.version == version] + [v for v in reversed(versions) if v.fingerprint.startswith(version)]:
+        return v
     raise IndexError_(f"no index version {version!r}; `embedtune versions` lists them")
 
 
@@ -253,21 +294,22 @@ def load_version(
     """Create, bulk-load (COPY BINARY) and index the table for one model version, atomically.
 
     ``views`` are more vectors of some documents (view 1, the tail of a long one; view 0 is the document's
-    own vector); ``layout`` names them (``table_for``). Re-running with a version that is already complete is
-    a no-op. Everything happens in one transaction, so a load that dies half-way leaves no table and no
-    metadata behind, and the next run starts clean.
+    own vector); ``layout`` names them (``table_for``). The version is named by the model and by what is loaded
+    (``content_digest``): re-running with the same model and the same corpus and vectors is a no-op; a changed
+    corpus is a new version. Everything happens in one transaction, so a load that dies half-way leaves no
+    table and no metadata behind, and the next run starts clean.
     """
     if views is not None and len(views) and not layout:
         raise IndexError_("vectors with extra views need a layout name (e.g. 'tail128') to version them by")
-    version = table_for(fingerprint, layout)
+    if vectors.ndim != 2 or len(ids) != vectors.shape[0] or len(titles) != len(ids) or len(texts) != len(ids):
+        raise IndexError_(f"{len(ids)} ids, {len(titles)} titles, {len(texts)} texts but vectors of shape {vectors.shape}")
+    version = table_for(fingerprint, layout, content_digest(ids, vectors, titles, texts, views))
     existing = conn.execute("SELECT rows, metrics->'build' FROM embedtune_versions WHERE version = %s",
                             (version,)).fetchone()
     if existing is not None:  # complete already (loads are atomic): nothing to do
         build = existing[1] or {}
         return LoadResult(version, False, int(existing[0]), float(build.get("load_seconds", 0.0)),
                           float(build.get("index_seconds", 0.0)))
-    if vectors.ndim != 2 or len(ids) != vectors.shape[0] or len(titles) != len(ids) or len(texts) != len(ids):
-        raise IndexError_(f"{len(ids)} ids, {len(titles)} titles, {len(texts)} texts but vectors of shape {vectors.shape}")
     dim = int(vectors.shape[1])
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     rows = [(id_, 0, vectors[i]) for i, id_ in enumerate(ids)]
@@ -279,7 +321,7 @@ def load_version(
     with conn.transaction():
         conn.execute(f"SET LOCAL maintenance_work_mem = '{_safe_setting(maintenance_work_mem)}'")
         conn.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(parallel_workers)}")
-        conn.execute(f"DROP TABLE IF EXISTS {version}")  # a stray table (from outside a transaction) is junk
+        conn.execute(f"DROP TABLE IF EXISTS {version}, {version}_docs")  # stray tables (made outside a transaction)
         conn.execute(f"CREATE TABLE {version} (id text NOT NULL, view smallint NOT NULL DEFAULT 0, "
                      f"embedding vector({dim}) NOT NULL, PRIMARY KEY (id, view))")
         started = time.perf_counter()
@@ -288,13 +330,14 @@ def load_version(
             for row in rows:
                 copy.write_row(row)
         load_seconds = time.perf_counter() - started
-        _upsert_documents(conn, ids, titles, texts)
+        _load_documents(conn, version, ids, titles, texts)
         started = time.perf_counter()
         conn.execute(f"CREATE INDEX {version}_hnsw ON {version} USING hnsw (embedding vector_cosine_ops) "
                      f"WITH (m = {int(hnsw_m)}, ef_construction = {int(hnsw_ef_construction)})")
         index_seconds = time.perf_counter() - started
         build = {"load_seconds": round(load_seconds, 4), "index_seconds": round(index_seconds, 4),
-                 "documents": len(ids), "layout": layout or "one vector per document"}
+                 "documents": len(ids), "layout": layout or "one vector per document",
+                 "documents_table": f"{version}_docs"}
         conn.execute(
             "INSERT INTO embedtune_versions (version, fingerprint, model_path, dim, rows, source_commit, metrics, "
             "build_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -305,18 +348,14 @@ def load_version(
     return LoadResult(version, True, len(rows), load_seconds, index_seconds)
 
 
-def _upsert_documents(conn, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> None:
-    """Document text is model-independent, so all versions share one table; only changed rows are written."""
-    conn.execute("CREATE TEMP TABLE embedtune_documents_in (id text, title text, text text) ON COMMIT DROP")
-    with conn.cursor() as cur, cur.copy("COPY embedtune_documents_in FROM STDIN WITH (FORMAT BINARY)") as copy:
+def _load_documents(conn, version: str, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> None:
+    """The version's own copy of its documents' titles and texts (``<version>_docs``): what its searches show and
+    what its BM25 index reads stay those the vectors were computed from, whatever a later version loads."""
+    conn.execute(f"CREATE TABLE {version}_docs (id text PRIMARY KEY, title text NOT NULL, text text NOT NULL)")
+    with conn.cursor() as cur, cur.copy(f"COPY {version}_docs (id, title, text) FROM STDIN WITH (FORMAT BINARY)") as copy:
         copy.set_types(["text", "text", "text"])
         for i, id_ in enumerate(ids):
             copy.write_row((id_, titles[i], texts[i]))
-    conn.execute(
-        "INSERT INTO embedtune_documents SELECT id, title, text FROM embedtune_documents_in "
-        "ON CONFLICT (id) DO UPDATE SET title = excluded.title, text = excluded.text "
-        "WHERE (embedtune_documents.title, embedtune_documents.text) IS DISTINCT FROM (excluded.title, excluded.text)"
-    )
 
 
 def _safe_setting(value: str) -> str:
@@ -344,7 +383,7 @@ def promote(conn, version: str, reason: str) -> str | None:
                                 "AND table_name = %s AND column_name = 'view'", (target,)).fetchone()
         view = "e.view" if has_view else "0::smallint AS view"
         conn.execute(f"CREATE VIEW {SERVING_VIEW} AS SELECT e.id, {view}, d.title, d.text, e.embedding "
-                     f"FROM {target} e LEFT JOIN embedtune_documents d USING (id)")
+                     f"FROM {target} e LEFT JOIN {documents_table(conn, target)} d USING (id)")
         conn.execute(
             "INSERT INTO embedtune_serving (singleton, version, previous, promoted_at, reason) "
             "VALUES (true, %s, %s, now(), %s) ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, "
@@ -379,7 +418,7 @@ def prune(conn, keep_last: int) -> list[str]:
         if v.version in protected or v.version in newest:
             continue
         with conn.transaction():
-            conn.execute(f"DROP TABLE IF EXISTS {v.version}")
+            conn.execute(f"DROP TABLE IF EXISTS {v.version}, {v.version}_docs")
             conn.execute("DELETE FROM embedtune_versions WHERE version = %s", (v.version,))
             _log(conn, "pruned", v.version, {})
         dropped.append(v.version)
@@ -416,7 +455,8 @@ def search(
         target = version or serving_version(conn)
         if target is None:
             raise IndexError_("no index is serving yet: run `dvc repro` (reindex stage) or `embedtune promote`")
-        info = conn.execute("SELECT fingerprint, dim FROM embedtune_versions WHERE version = %s", (target,)).fetchone()
+        info = conn.execute("SELECT fingerprint, dim, metrics->'build'->>'documents_table' FROM embedtune_versions "
+                            "WHERE version = %s", (target,)).fetchone()
         if info is None:
             raise IndexError_(f"index version {target!r} does not exist")
         if info[0] != model_fingerprint:
@@ -435,14 +475,14 @@ def search(
             f"WITH hits AS (SELECT id, embedding <=> %s AS distance FROM {target} ORDER BY embedding <=> %s LIMIT %s), "
             "best AS (SELECT id, min(distance) AS distance FROM hits GROUP BY id) "
             "SELECT best.id, coalesce(d.title, ''), coalesce(d.text, ''), 1 - best.distance FROM best "
-            "LEFT JOIN embedtune_documents d USING (id) ORDER BY best.distance, best.id LIMIT %s",
+            f"LEFT JOIN {_documents_table(target, info[2])} d USING (id) ORDER BY best.distance, best.id LIMIT %s",
             (vector, vector, int(k) * MAX_VIEWS, int(k)),
         ).fetchall()
     return target, [Hit(id=r[0], title=r[1], text=r[2], score=float(r[3])) for r in rows]
 
 
 class LexicalIndex:
-    """BM25 over one index version's documents (title and text from ``embedtune_documents``), for hybrid search.
+    """BM25 over one index version's documents (the titles and texts it was loaded with), for hybrid search.
 
     Built in memory when first needed (SciFact's 5,183 abstracts: about a second) and kept by the caller, e.g.
     the search service, for as long as it serves that version."""
@@ -450,9 +490,8 @@ class LexicalIndex:
     def __init__(self, conn, version: str) -> None:
         from embedtune.lexical import BM25Ranker
 
-        if not _TABLE.match(version):
-            raise IndexError_(f"unexpected table name {version!r}")
-        rows = conn.execute(f"SELECT d.id, d.title, d.text FROM embedtune_documents d "
+        self.documents = documents_table(conn, version)
+        rows = conn.execute(f"SELECT d.id, d.title, d.text FROM {self.documents} d "
                             f"WHERE d.id IN (SELECT id FROM {version}) ORDER BY d.id").fetchall()
         if not rows:
             raise IndexError_(f"index version {version!r} has no documents to search by their words")
@@ -504,7 +543,7 @@ def hybrid_search(
         vector = np.asarray(query_vector, dtype=np.float32)
         rows = conn.execute(
             f"SELECT e.id, coalesce(d.title, ''), coalesce(d.text, ''), 1 - min(e.embedding <=> %s) FROM {target} e "
-            "LEFT JOIN embedtune_documents d USING (id) WHERE e.id = ANY(%s) GROUP BY e.id, d.title, d.text",
+            f"LEFT JOIN {lexical.documents} d USING (id) WHERE e.id = ANY(%s) GROUP BY e.id, d.title, d.text",
             (vector, missing)).fetchall()
         hits.update({r[0]: Hit(id=r[0], title=r[1], text=r[2], score=float(r[3])) for r in rows})
     fused = [Hit(id=h.id, title=h.title, text=h.text, score=h.score + float(bonus[row[h.id]]) if h.id in row else h.score)
