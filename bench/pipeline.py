@@ -128,7 +128,9 @@ def main() -> None:
         params = yaml.safe_load((root / "params.yaml").read_text())
         stages = _stage_times(run.stdout)
         base_embed = json.loads((root / "metrics/embed_base.json").read_text())
-        train_meta = json.loads((root / "models/finetuned/embedtune.json").read_text())["training_metrics"]
+        train_live = json.loads((root / "metrics/train/metrics.json").read_text())  # dvclive's summary
+        train_s, steps = train_live["train"]["train_runtime"], train_live["step"]
+        remine_s = train_live["train"].get("remine_seconds", 0.0)
         precision = base_embed["precision"]
         head_tokens, tail_tokens = _corpus_tokens(root, params["model"]["base"], params["model"]["max_seq_length"],
                                                   params["encode"].get("tail_tokens", 0))
@@ -145,10 +147,9 @@ def main() -> None:
             "corpus_tokens": tokens,  # documents' own tokens + their tail views' (encode.tail_tokens)
             "tail_view_tokens": tail_tokens,
             # a step's own time: the re-mining inside the train stage (train.remine_epochs) is counted apart
-            "train_step_s": round((train_meta["train_seconds"] - train_meta.get("remine_seconds", 0.0))
-                                  / max(1, train_meta["steps"]), 2),
-            "train_s": train_meta["train_seconds"],
-            "train_remine_s": train_meta.get("remine_seconds", 0.0),
+            "train_step_s": round((train_s - remine_s) / max(1, steps), 2),
+            "train_s": round(train_s, 1),
+            "train_remine_s": remine_s,
             "cpu": _cpu(),
             "precision": {"encode": precision, "train": params["train"]["precision"]},
             "overrides": args.overrides,

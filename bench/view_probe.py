@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +111,12 @@ class Probe:
                 handle.write(line + "\n")
 
 
-def load_probe(description: str) -> Probe:
-    """Parse the probes' shared arguments and load a dev run's workspace (see the module docstring)."""
+def load_probe(description: str, extra: Callable[[argparse.ArgumentParser], object] | None = None) -> Probe:
+    """Parse the probes' shared arguments (and a probe's own: ``extra`` adds them) and load a dev run's workspace
+    (see the module docstring)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if extra is not None:
+        extra(parser)
     parser.add_argument("--name", default="workspace", help="label of the JSON line (the experiment's name)")
     parser.add_argument("--model", type=Path, default=Path("models/finetuned"))
     parser.add_argument("--embeddings", type=Path, default=Path("data/embeddings/finetuned"))

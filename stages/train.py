@@ -53,6 +53,7 @@ def main() -> None:
             },
             params={"model": get(params, "model"), "train": get(params, "train"), "seed": get(params, "seed")},
             metrics=stats,
+            model_path=args.output,
         )
     log.info("trained: %s", json.dumps(stats))
 

@@ -127,3 +127,54 @@ def test_atomic_directory_replaces_previous_output(tmp_path: Path, small_beir: P
         with atomic_directory(target) as staging:
             write_corpus(staging / "corpus.jsonl", corpus)
     assert read_corpus(target / "corpus.jsonl") == corpus
+
+
+def test_atomic_directory_removes_what_a_killed_run_left_and_keeps_a_running_ones(tmp_path: Path) -> None:
+    import os
+
+    dead = tmp_path / ".out.4194305.k1ll3d"  # above Linux's largest pid: no such process
+    alive = tmp_path / f".out.{os.getpid()}.runn1n"
+    other = tmp_path / ".outer.4194305.abc"  # another output's staging: not ours to judge
+    for directory in (dead, alive, other):
+        directory.mkdir()
+        (directory / "model.safetensors").write_bytes(b"weights")
+    with atomic_directory(tmp_path / "out") as staging:
+        assert staging.name.startswith(f".out.{os.getpid()}.")
+        (staging / "done").write_text("yes")
+    assert not dead.exists() and alive.exists() and other.exists()
+    assert (tmp_path / "out" / "done").read_text() == "yes"
+
+
+def test_a_stage_stopped_with_sigterm_keeps_nothing_half_built(tmp_path: Path) -> None:
+    """`kill` (or a CI timeout) unwinds the stage: its staging directory goes, the old output stays, and the stage
+    says so with exit status 143."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old").write_text("complete")
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from embedtune.data import atomic_directory\n"
+        "from embedtune.stage import run_stage\n"
+        "def main():\n"
+        f"    with atomic_directory(Path({str(tmp_path / 'out')!r})) as staging:\n"
+        "        (staging / 'half').write_text('partial')\n"
+        "        print(staging, flush=True)\n"
+        "        time.sleep(60)\n"
+        "run_stage(main)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    staging = Path(proc.stdout.readline().strip())
+    assert (staging / "half").exists()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and "terminated (SIGTERM)" in stderr
+    assert not staging.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (tmp_path / "out" / "old").read_text() == "complete"

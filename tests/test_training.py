@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,10 +178,20 @@ def test_model_card_says_what_the_model_was_trained_on(tmp_path, negatives: int,
 
     from embedtune.training import write_model_card
 
-    write_model_card(tmp_path, base_model="base", data={"hard negatives per example": negatives},
-                     params={"train": {"epochs": 2}}, metrics={"steps": 50})
-    assert wording in (tmp_path / "README.md").read_text()
-    assert json.loads((tmp_path / "embedtune.json").read_text())["params"] == {"train": {"epochs": 2}}
+    def card(staging: str, seconds: float) -> tuple[bytes, bytes]:
+        (tmp_path / staging).mkdir()
+        write_model_card(tmp_path / staging, base_model="base", data={"hard negatives per example": negatives},
+                         params={"train": {"epochs": 2}}, model_path=Path("models/finetuned"),
+                         metrics={"steps": 50, "final_loss": 0.1, "train_seconds": seconds, "remine_seconds": 2.0})
+        return (tmp_path / staging / "README.md").read_bytes(), (tmp_path / staging / "embedtune.json").read_bytes()
+
+    first = card(".finetuned.abc", 600.2)
+    assert wording in first[0].decode() and "SentenceTransformer('models/finetuned')" in first[0].decode()
+    meta = json.loads(first[1])
+    assert meta["params"] == {"train": {"epochs": 2}}
+    assert meta["training_metrics"] == {"steps": 50, "final_loss": 0.1}  # timings live in metrics/train/
+    # the same weights trained faster, in another staging directory: the same model directory, byte for byte
+    assert card(".finetuned.xyz", 431.7) == first
 
 
 def test_interpolate_weights_blends_every_float_tensor_with_the_base() -> None:
@@ -557,6 +568,7 @@ def test_train_model_remines_once_and_continues_the_same_schedule(tmp_path) -> N
     summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
     assert summary["step"] == 9 and summary["epoch"] == pytest.approx(3.0)  # the whole run, not the last trainer
     assert summary["train"]["train_runtime"] >= stats["remine_seconds"]
+    assert summary["train"]["remine_seconds"] == stats["remine_seconds"]  # bench/pipeline.py reads it here
     assert summary["train"]["train_loss"] == pytest.approx(stats["mean_loss"], abs=1e-4)
 
 

