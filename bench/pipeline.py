@@ -129,7 +129,9 @@ def main() -> None:
         stages = _stage_times(run.stdout)
         base_embed = json.loads((root / "metrics/embed_base.json").read_text())
         train_live = json.loads((root / "metrics/train/metrics.json").read_text())  # dvclive's summary
-        train_s, steps = train_live["train"]["train_runtime"], train_live["step"]
+        runs = train_live.get("soup", {}).get("runs", 1)  # train.soup: several runs, one after another
+        train_s = train_live.get("soup", {}).get("train_runtime", train_live["train"]["train_runtime"])
+        steps = train_live["step"] * runs
         remine_s = train_live["train"].get("remine_seconds", 0.0)
         precision = base_embed["precision"]
         head_tokens, tail_tokens = _corpus_tokens(root, params["model"]["base"], params["model"]["max_seq_length"],

@@ -10,7 +10,7 @@ from embedtune.embeddings import resolve_precision
 from embedtune.mining import mining_options, records_to_examples
 from embedtune.models import pick_device
 from embedtune.stage import get, load_params, log, run_stage
-from embedtune.training import TrainConfig, build_training_dataset, remine_with_model, train_model, write_model_card
+from embedtune.training import TrainConfig, build_training_dataset, remine_with_model, train_soup, write_model_card
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
         return rows
 
     with atomic_directory(args.output) as staging:
-        stats = train_model(base_model, dataset, config, staging, args.live,
+        stats = train_soup(base_model, dataset, config, staging, args.live,
                             max_seq_length=get(params, "model.max_seq_length"), remine=remine)
         stats.update(remined)
         write_model_card(

@@ -72,7 +72,12 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     train = json.loads((root / "metrics" / "train" / "metrics.json").read_text())
     assert math.isfinite(train["train"]["loss"])
     assert (root / "metrics/train/plots/metrics/train/loss.tsv").is_file()
-    assert "Training metrics" in (root / "models" / "finetuned" / "README.md").read_text()
+    card = (root / "models" / "finetuned" / "README.md").read_text()
+    assert "Training metrics" in card and "train_seconds" not in card  # times are in metrics/train, not the model
+    runs = yaml.safe_load((root / "params.yaml").read_text())["train"]["soup"]  # the default: a model soup
+    assert train.get("soup", {"runs": 1})["runs"] == runs and (runs == 1 or "model soup" in card)
+    for k in range(2, runs + 1):
+        assert (root / f"metrics/train/plots/metrics/soup_run{k}/loss.tsv").is_file()
     assert (root / "reports" / "comparison.png").stat().st_size > 10_000
     assert "Biggest wins" in (root / "reports" / "wins_losses.md").read_text()
     hybrid = _metrics(root, "hybrid.json")  # BM25 fused into each model's ranking (evaluate.lexical_weight)

@@ -694,3 +694,39 @@ def test_train_model_with_shared_attention_dropout_saves_the_models_own_attentio
     saved = (tmp_path / "model" / "config.json").read_text()
     assert "embedtune_shared_dropout" not in saved
     load_model(str(tmp_path / "model")).encode(["loads and encodes"])
+
+
+def test_a_soup_saves_the_mean_of_runs_that_differ_only_in_their_seed(tmp_path) -> None:
+    """train.soup=2: the saved weights are the mean of the run with the seed and the run with seed + 1000, each
+    exactly as ``train_model`` trains it alone; both runs' curves and the runs' time reach the dvclive output."""
+    import json
+
+    from datasets import Dataset
+
+    from embedtune.training import SOUP_SEED_STEP, train_model, train_soup
+
+    topics = ["aspirin", "insulin", "statins", "vitamin D", "malaria", "measles"]
+    dataset = Dataset.from_dict({"anchor": [f"does {t} matter?" for t in topics],
+                                 "positive": [f"A study of {t}." for t in topics]})
+    settings = {"epochs": 1, "batch_size": 2, "learning_rate": 1e-3, "logging_steps": 1, "warmup_ratio": 0.0}
+    stats = train_soup(BASE, dataset, TrainConfig.from_params({**settings, "soup": 2}, seed=1), tmp_path / "soup",
+                       tmp_path / "live", max_seq_length=32)
+    alone = [load_model(str(tmp_path / f"run{seed}")).state_dict() for seed in (1, 1 + SOUP_SEED_STEP)
+             if train_model(BASE, dataset, TrainConfig.from_params(settings, seed=seed), tmp_path / f"run{seed}",
+                            tmp_path / f"live{seed}", max_seq_length=32)]
+    soup = load_model(str(tmp_path / "soup")).state_dict()
+    assert any(not torch.equal(alone[0][n], alone[1][n]) for n in soup if soup[n].is_floating_point())  # two draws
+    for name, tensor in soup.items():
+        if tensor.is_floating_point():
+            torch.testing.assert_close(tensor, (alone[0][name] + alone[1][name]) / 2, rtol=0, atol=1e-6)
+    assert [r["seed"] for r in stats["soup"]] == [1, 1 + SOUP_SEED_STEP] and stats["steps"] == 3
+    summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert summary["soup"]["runs"] == 2 and summary["soup"]["train_runtime"] >= summary["train"]["train_runtime"]
+    assert (tmp_path / "live" / "plots" / "metrics" / "soup_run2" / "loss.tsv").is_file()
+    assert not list(tmp_path.glob(".soup.*"))  # the second run's scratch directory is gone
+
+
+@pytest.mark.parametrize("value", [0, 1.5, True, "2"])
+def test_soup_must_be_a_whole_number_of_runs(value: object) -> None:
+    with pytest.raises(ConfigError, match="train.soup"):
+        TrainConfig.from_params({"soup": value}, seed=1)

@@ -103,6 +103,10 @@ class TrainConfig:
     # and margins, instead of the base model's. One learning-rate schedule and optimizer state span the whole run,
     # so the epochs before the refresh are exactly those of a run without it. Costs one corpus encode. 0: off.
     remine_epochs: int = 0
+    # A uniform "model soup" (Wortsman et al., 2022): N training runs that differ only in their seed (``seed``,
+    # ``seed`` + 1000, ...: data order and dropout), saved as the element-wise mean of their weights. Costs N
+    # times the training time. 1: one run.
+    soup: int = 1
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -143,6 +147,9 @@ class TrainConfig:
         if not _is_whole_number(config.average_epochs, minimum=1):
             raise ConfigError(f"train.average_epochs must be a whole number >= 1 (1: the final weights), "
                               f"got {config.average_epochs!r}")
+        if not _is_whole_number(config.soup, minimum=1):
+            raise ConfigError(f"train.soup must be a whole number >= 1 (training runs averaged; 1: one run), "
+                              f"got {config.soup!r}")
         if not _is_whole_number(config.remine_epochs, minimum=0) or (
                 config.remine_epochs and config.remine_epochs >= config.epochs):
             raise ConfigError(f"train.remine_epochs must be a whole number from 0 (off) to below train.epochs "
@@ -785,6 +792,58 @@ def train_model(
 TIMING_STATS = ("train_seconds", "remine_seconds")
 
 
+SOUP_SEED_STEP = 1000  # run k of a soup trains with seed + (k - 1) x this
+
+
+def train_soup(
+    base_model: str,
+    dataset: HFDataset,
+    config: TrainConfig,
+    output_dir: Path,
+    live_dir: Path,
+    **options: Any,
+) -> dict[str, Any]:
+    """``train_model`` ``config.soup`` times and save the mean of the runs' weights in ``output_dir`` (with one
+    run, exactly ``train_model``). Returns the first run's statistics, with ``train_seconds`` for all runs and,
+    for a soup, ``soup``: each run's seed, final and mean loss.
+
+    Run 1 writes its curves to ``live_dir`` as usual; run k's go beside them (``plots/metrics/soup_run<k>/``),
+    and the dvclive summary (``metrics.json``) gains ``soup`` (runs, seconds of all of them), so `dvc plots` and
+    `dvc metrics` show every run. The runs train one after another, in ``output_dir``'s parent (no temp
+    directory elsewhere: a model is ~90 MB)."""
+    import tempfile
+
+    from embedtune.models import load_model
+
+    first = train_model(base_model, dataset, config, output_dir, live_dir, **options)
+    if config.soup == 1:
+        return first
+    runs = [{"seed": config.seed, "final_loss": first["final_loss"], "mean_loss": first["mean_loss"]}]
+    seconds = first["train_seconds"]
+    states = [load_model(str(output_dir), device="cpu").state_dict()]
+    with tempfile.TemporaryDirectory(prefix=".soup.", dir=Path(output_dir).parent) as scratch:
+        for k in range(2, config.soup + 1):
+            run_config = replace(config, seed=config.seed + SOUP_SEED_STEP * (k - 1))
+            log.info("train.soup=%d: run %d of %d (seed %d)", config.soup, k, config.soup, run_config.seed)
+            run_dir, run_live = Path(scratch) / f"run{k}", Path(scratch) / f"live{k}"
+            stats = train_model(base_model, dataset, run_config, run_dir, run_live, **options)
+            seconds += stats["train_seconds"]
+            runs.append({"seed": run_config.seed, "final_loss": stats["final_loss"], "mean_loss": stats["mean_loss"]})
+            shutil.copytree(run_live / "plots" / "metrics" / "train",
+                            Path(live_dir) / "plots" / "metrics" / f"soup_run{k}", dirs_exist_ok=True)
+            states.append(load_model(str(run_dir), device="cpu").state_dict())
+        model = load_model(str(output_dir), device="cpu")
+        average_weights(model, states)
+        model.save(str(output_dir))
+    log.info("saved weights = mean of %d runs' (train.soup; seeds %s)", config.soup,
+             ", ".join(str(r["seed"]) for r in runs))
+    summary_path = Path(live_dir) / "metrics.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary["soup"] = {"runs": config.soup, "train_runtime": round(seconds, 4)}
+    summary_path.write_text(json.dumps(summary, indent=4) + "\n", encoding="utf-8")
+    return {**first, "train_seconds": round(seconds, 1), "soup": runs}
+
+
 def write_model_card(
     output_dir: Path,
     *,
@@ -806,7 +865,10 @@ def write_model_card(
     negatives = "in-batch negatives only" if mined == 0 else "in-batch and mined hard negatives"
     weight = float((params.get("train") or {}).get("finetuned_weight", 1.0))
     epochs = int((params.get("train") or {}).get("average_epochs", 1))
-    blend = ("" if epochs <= 1 else f" The fine-tuned weights are the mean of the last {epochs} epochs' ends.") + (
+    runs = int((params.get("train") or {}).get("soup", 1))
+    blend = ("" if runs <= 1 else f" The weights are the mean of {runs} training runs that differ only in their seed "
+             "(a model soup).") + (
+        "" if epochs <= 1 else f" The fine-tuned weights are the mean of the last {epochs} epochs' ends.") + (
         "" if weight >= 1.0 else
         f" The saved weights blend the two models (WiSE-FT): {weight:g} x fine-tuned + {1 - weight:g} x base.")
     card = [
