@@ -35,7 +35,7 @@ def main() -> None:
 
     def maxp(model, heads: np.ndarray | None = None) -> np.ndarray:
         """(queries x documents) better of each document's own vector and its tail view, as the pipeline scores."""
-        processes = resolve_processes("auto", "cpu", len(ids), 64)
+        processes = resolve_processes("auto", str(model.device), len(ids), 64)
         if heads is None:
             heads = encode_corpus(model, [corpus[d].full_text for d in ids], precision=probe.precision,
                                   processes=processes)
