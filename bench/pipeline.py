@@ -129,7 +129,9 @@ def main() -> None:
         stages = _stage_times(run.stdout)
         base_embed = json.loads((root / "metrics/embed_base.json").read_text())
         train_live = json.loads((root / "metrics/train/metrics.json").read_text())  # dvclive's summary
-        runs = train_live.get("soup", {}).get("runs", 1)  # train.soup: several runs, one after another
+        # train.soup: several runs, side by side or one after another (train.soup_processes); train_runtime is the
+        # wall time of them all, so train_step_s is the time per step of the runs together
+        runs = train_live.get("soup", {}).get("runs", 1)
         train_s = train_live.get("soup", {}).get("train_runtime", train_live["train"]["train_runtime"])
         steps = train_live["step"] * runs
         remine_s = train_live["train"].get("remine_seconds", 0.0)
@@ -152,6 +154,8 @@ def main() -> None:
             "train_step_s": round((train_s - remine_s) / max(1, steps), 2),
             "train_s": round(train_s, 1),
             "train_remine_s": remine_s,
+            "train_runs": runs,
+            "train_processes": train_live.get("soup", {}).get("processes", 1),
             "cpu": _cpu(),
             "precision": {"encode": precision, "train": params["train"]["precision"]},
             "overrides": args.overrides,

@@ -134,7 +134,7 @@ def _varied_texts(count: int) -> list[str]:
 def test_auto_uses_two_processes_only_where_they_pay(monkeypatch: pytest.MonkeyPatch) -> None:
     from embedtune.embeddings import resolve_processes
 
-    monkeypatch.setattr(embeddings, "_cpu_cores", lambda: 2)
+    monkeypatch.setattr(embeddings, "cpu_cores", lambda: 2)
     assert resolve_processes("auto", "cpu", 5183, 64) == 2
     assert resolve_processes("auto", "cpu", 400, 64) == 2  # the e2e test's sample corpus: 7 batches
     assert resolve_processes("auto", "cpu", 3 * 64, 64) == 1  # fewer than 2 batches a process
@@ -142,7 +142,7 @@ def test_auto_uses_two_processes_only_where_they_pay(monkeypatch: pytest.MonkeyP
     assert resolve_processes(3, "cpu", 5183, 64) == 3
     assert resolve_processes(3, "cpu", 100, 64) == 2  # never more processes than batches
     assert resolve_processes(2, "cuda", 5183, 64) == 1  # CUDA does not survive a fork
-    monkeypatch.setattr(embeddings, "_cpu_cores", lambda: 1)
+    monkeypatch.setattr(embeddings, "cpu_cores", lambda: 1)
     assert resolve_processes("auto", "cpu", 5183, 64) == 1
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from embedtune.errors import ConfigError
+from embedtune.errors import ConfigError, EmbedtuneError
 from embedtune.models import load_model
 from embedtune.training import TrainConfig, dropout_modules, set_dropout
 
@@ -696,34 +696,86 @@ def test_train_model_with_shared_attention_dropout_saves_the_models_own_attentio
     load_model(str(tmp_path / "model")).encode(["loads and encodes"])
 
 
-def test_a_soup_saves_the_mean_of_runs_that_differ_only_in_their_seed(tmp_path) -> None:
-    """train.soup=2: the saved weights are the mean of the run with the seed and the run with seed + 1000, each
-    exactly as ``train_model`` trains it alone; both runs' curves and the runs' time reach the dvclive output."""
-    import json
+SOUP_TOPICS = ["aspirin", "insulin", "statins", "vitamin D", "malaria", "measles"]
+SOUP_SETTINGS = {"epochs": 1, "batch_size": 2, "learning_rate": 1e-3, "logging_steps": 1, "warmup_ratio": 0.0}
 
+
+def soup_dataset():
     from datasets import Dataset
 
-    from embedtune.training import SOUP_SEED_STEP, train_model, train_soup
+    return Dataset.from_dict({"anchor": [f"does {t} matter?" for t in SOUP_TOPICS],
+                              "positive": [f"A study of {t}." for t in SOUP_TOPICS]})
 
-    topics = ["aspirin", "insulin", "statins", "vitamin D", "malaria", "measles"]
-    dataset = Dataset.from_dict({"anchor": [f"does {t} matter?" for t in topics],
-                                 "positive": [f"A study of {t}." for t in topics]})
-    settings = {"epochs": 1, "batch_size": 2, "learning_rate": 1e-3, "logging_steps": 1, "warmup_ratio": 0.0}
-    stats = train_soup(BASE, dataset, TrainConfig.from_params({**settings, "soup": 2}, seed=1), tmp_path / "soup",
-                       tmp_path / "live", max_seq_length=32)
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_soup_saves_the_mean_of_runs_that_differ_only_in_their_seed(tmp_path, processes: int) -> None:
+    """train.soup=2: the saved weights are the mean of the run with the seed and the run with seed + 1000, each
+    exactly as ``train_model`` trains it alone (with the threads it had: side by side, each run gets its share of
+    the cores); both runs' curves and the runs' time reach the dvclive output."""
+    from embedtune.training import SOUP_SEED_STEP, soup_threads, train_model, train_soup
+
+    dataset = soup_dataset()
+    config = TrainConfig.from_params({**SOUP_SETTINGS, "soup": 2, "soup_processes": processes}, seed=1)
+    stats = train_soup(BASE, dataset, config, tmp_path / "soup", tmp_path / "live", max_seq_length=32)
+    threads = soup_threads(processes) if processes > 1 else None
     alone = [load_model(str(tmp_path / f"run{seed}")).state_dict() for seed in (1, 1 + SOUP_SEED_STEP)
-             if train_model(BASE, dataset, TrainConfig.from_params(settings, seed=seed), tmp_path / f"run{seed}",
-                            tmp_path / f"live{seed}", max_seq_length=32)]
+             if train_model(BASE, dataset, TrainConfig.from_params(SOUP_SETTINGS, seed=seed), tmp_path / f"run{seed}",
+                            tmp_path / f"live{seed}", max_seq_length=32, threads=threads)]
     soup = load_model(str(tmp_path / "soup")).state_dict()
     assert any(not torch.equal(alone[0][n], alone[1][n]) for n in soup if soup[n].is_floating_point())  # two draws
     for name, tensor in soup.items():
         if tensor.is_floating_point():
             torch.testing.assert_close(tensor, (alone[0][name] + alone[1][name]) / 2, rtol=0, atol=1e-6)
     assert [r["seed"] for r in stats["soup"]] == [1, 1 + SOUP_SEED_STEP] and stats["steps"] == 3
+    assert stats["soup_processes"] == processes
     summary = json.loads((tmp_path / "live" / "metrics.json").read_text())
-    assert summary["soup"]["runs"] == 2 and summary["soup"]["train_runtime"] >= summary["train"]["train_runtime"]
-    assert (tmp_path / "live" / "plots" / "metrics" / "soup_run2" / "loss.tsv").is_file()
+    assert summary["soup"]["runs"] == 2 and summary["soup"]["processes"] == processes
+    assert summary["soup"]["train_runtime"] >= summary["train"]["train_runtime"]
+    for curve in ("train", "soup_run2"):
+        assert (tmp_path / "live" / "plots" / "metrics" / curve / "loss.tsv").read_text().count("\n") == 4  # 3 steps
     assert not list(tmp_path.glob(".soup.*"))  # the second run's scratch directory is gone
+
+
+def test_a_soup_run_that_fails_in_its_process_stops_the_stage_with_its_message(tmp_path) -> None:
+    """A user error inside a side-by-side run (here: a base model that does not exist) reaches the stage as one
+    clear line naming the run, and no scratch directory is left."""
+    from embedtune.training import train_soup
+
+    config = TrainConfig.from_params({**SOUP_SETTINGS, "soup": 2, "soup_processes": 2}, seed=1)
+    with pytest.raises(EmbedtuneError, match=r"soup run \d of 2: .*no-such-model"):
+        train_soup(str(tmp_path / "no-such-model"), soup_dataset(), config, tmp_path / "soup", tmp_path / "live")
+    assert not list(tmp_path.glob(".soup.*"))
+
+
+def test_soup_processes_auto_trains_side_by_side_only_on_a_cpu_with_a_core_per_run(monkeypatch) -> None:
+    from embedtune import training
+    from embedtune.training import resolve_soup_processes
+
+    def config(**values):
+        return TrainConfig.from_params({"epochs": 3, **values}, seed=1)
+
+    monkeypatch.setattr(training, "cpu_cores", lambda: 2)
+    assert resolve_soup_processes(config(soup=2), "cpu") == 2
+    assert resolve_soup_processes(config(soup=3), "cpu") == 2  # two at a time, the third after
+    assert resolve_soup_processes(config(soup=1), "cpu") == 1
+    assert resolve_soup_processes(config(soup=2), "cuda") == 1
+    assert resolve_soup_processes(config(soup=2, remine_epochs=1), "cpu") == 1  # re-mining needs the stage process
+    assert resolve_soup_processes(config(soup=2, soup_processes=4), "cpu") == 2  # never more than runs
+    assert resolve_soup_processes(config(soup=2, soup_processes=1), "cpu") == 1
+    assert training.soup_threads(2) == 1 and training.soup_threads(1) == 2
+    monkeypatch.setattr(training, "cpu_cores", lambda: 1)
+    assert resolve_soup_processes(config(soup=2), "cpu") == 1
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "two"])
+def test_soup_processes_must_be_auto_or_a_whole_number(value: object) -> None:
+    with pytest.raises(ConfigError, match="train.soup_processes"):
+        TrainConfig.from_params({"soup_processes": value}, seed=1)
+
+
+def test_remining_in_side_by_side_soup_runs_is_refused() -> None:
+    with pytest.raises(ConfigError, match="train.soup_processes"):
+        TrainConfig.from_params({"epochs": 3, "remine_epochs": 1, "soup": 2, "soup_processes": 2}, seed=1)
 
 
 @pytest.mark.parametrize("value", [0, 1.5, True, "2"])

