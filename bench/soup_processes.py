@@ -8,9 +8,14 @@ Prints each pass and the time per step of all runs together. Run after `dvc repr
 
     python bench/soup_processes.py [--steps 6] [--rounds 2] [--processes 2]
 
-Measured on the 2-core AMD EPYC (2026-12-01 07:05, bf16, batch 16, 6 steps, 2 rounds; a VM 1.5x slower than on
-quiet days): one two-thread process 4.13 / 4.00 s a step; two one-thread processes 39.3 / 40.2 s and 39.9 / 38.0 s
-for 6 steps each, 3.35 / 3.33 s a step between them (**18% less time**), 4.4-4.7 GB peak RSS each.
+Measured on the 2-core AMD EPYC (2026-12-01, bf16, batch 16, 6 steps, 2 rounds; a VM 1.5x slower than on quiet
+days). 08:06, this script: one two-thread process 4.95 / 4.63 s a step; two one-thread processes 40.4 / 41.6 s and
+40.9 / 39.8 s for 6 steps each, median 3.44 s a step between them (**28% less time**), 4.4-4.8 GB peak RSS each.
+07:05, a first version with the same child code: 4.13 / 4.00 against 3.35 / 3.33 s a step (18% less). In the
+pipeline's train stage (two runs of 150 steps) the two layouts took 1192 s and 963 s (19% less), on equally slow VMs.
+Also measured (08:02, two one-thread processes, alternating): transformers' eager attention instead of SDPA's math
+path (same dropout masks, other rounding) 3.33 / 3.13 s a step against 3.54 / 3.38, ~6%: too little to change the
+model's arithmetic for, not a setting.
 """
 
 from __future__ import annotations
