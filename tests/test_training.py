@@ -747,7 +747,7 @@ def test_a_soup_run_that_fails_in_its_process_stops_the_stage_with_its_message(t
     assert not list(tmp_path.glob(".soup.*"))
 
 
-def test_soup_processes_auto_trains_side_by_side_only_on_a_cpu_with_a_core_per_run(monkeypatch) -> None:
+def test_soup_processes_auto_trains_side_by_side_only_on_a_cpu_with_a_core_and_memory_per_run(monkeypatch) -> None:
     from embedtune import training
     from embedtune.training import resolve_soup_processes
 
@@ -755,16 +755,74 @@ def test_soup_processes_auto_trains_side_by_side_only_on_a_cpu_with_a_core_per_r
         return TrainConfig.from_params({"epochs": 3, **values}, seed=1)
 
     monkeypatch.setattr(training, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(training, "available_memory_gb", lambda: 20.0)
     assert resolve_soup_processes(config(soup=2), "cpu") == 2
-    assert resolve_soup_processes(config(soup=3), "cpu") == 2  # two at a time, the third after
+    assert resolve_soup_processes(config(soup=4), "cpu") == 2
+    assert resolve_soup_processes(config(soup=3), "cpu") == 1  # a third run alone would idle a core
     assert resolve_soup_processes(config(soup=1), "cpu") == 1
     assert resolve_soup_processes(config(soup=2), "cuda") == 1
     assert resolve_soup_processes(config(soup=2, remine_epochs=1), "cpu") == 1  # re-mining needs the stage process
     assert resolve_soup_processes(config(soup=2, soup_processes=4), "cpu") == 2  # never more than runs
+    assert resolve_soup_processes(config(soup=3, soup_processes=2), "cpu") == 2  # a number is taken as given
     assert resolve_soup_processes(config(soup=2, soup_processes=1), "cpu") == 1
     assert training.soup_threads(2) == 1 and training.soup_threads(1) == 2
+    monkeypatch.setattr(training, "cpu_cores", lambda: 16)
+    assert resolve_soup_processes(config(soup=4), "cpu") == 2  # more than two at once was never measured
+    monkeypatch.setattr(training, "available_memory_gb", lambda: 8.0)
+    assert resolve_soup_processes(config(soup=2), "cpu") == 1  # two runs need ~12 GB
+    monkeypatch.setattr(training, "available_memory_gb", lambda: None)
+    assert resolve_soup_processes(config(soup=2), "cpu") == 2
     monkeypatch.setattr(training, "cpu_cores", lambda: 1)
     assert resolve_soup_processes(config(soup=2), "cpu") == 1
+
+
+def test_training_seconds_count_the_time_any_run_was_training() -> None:
+    from embedtune.training import training_seconds
+
+    assert training_seconds([(0.0, 10.0), (10.5, 20.5)]) == 20.0  # one after another: the sum
+    assert training_seconds([(1.0, 11.0), (0.0, 12.0)]) == 12.0  # side by side: the span
+    assert training_seconds([(0.0, 10.0), (5.0, 15.0), (20.0, 21.0)]) == 16.0
+
+
+def _answer_at_once(connection, arguments, options) -> None:  # a side-by-side "run" for the tests below
+    import time
+
+    time.sleep(0.3 * (3 - arguments[0]))  # later runs finish first
+    connection.send(("done", {"run": arguments[0], "threads": options["threads"],
+                              "progress": options["show_progress"]}))
+    connection.close()
+
+
+def _die(connection, arguments, options) -> None:
+    import os
+
+    if arguments[0] == 1:
+        os._exit(9)  # as the kernel's out-of-memory killer would leave it: nothing sent
+    import time
+
+    time.sleep(60)  # the other run: still training when the first dies
+
+
+def test_side_by_side_runs_queue_and_come_back_in_order() -> None:
+    from embedtune.training import _train_side_by_side, soup_threads
+
+    results = _train_side_by_side([(0,), (1,), (2,)], {}, 2, target=_answer_at_once)
+    assert [r["run"] for r in results] == [0, 1, 2]
+    assert all(r["threads"] == soup_threads(2) for r in results)
+    assert [r["progress"] for r in results] == [True, False, False]  # one progress bar
+
+
+def test_a_side_by_side_run_that_dies_stops_the_soup_and_leaves_no_process() -> None:
+    import multiprocessing
+    import time
+
+    from embedtune.training import SoupRunError, _train_side_by_side
+
+    started = time.perf_counter()
+    with pytest.raises(SoupRunError, match=r"soup run 2 of 2 stopped \(exit code 9; .*train.soup_processes=1"):
+        _train_side_by_side([(0,), (1,)], {}, 2, target=_die)
+    assert time.perf_counter() - started < 30  # the other run was stopped, not waited for
+    assert not multiprocessing.active_children()
 
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True, "two"])

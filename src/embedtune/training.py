@@ -740,7 +740,7 @@ def train_model(
         loss=loss,
         callbacks=callbacks + ([_stop_at_step(before_refresh)] if config.remine_epochs else []),
     )
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     result = trainer.train()
     history = [h for h in trainer.state.log_history if "loss" in h]
     steps_done, loss_sum = int(result.global_step), float(result.training_loss) * int(result.global_step)
@@ -769,7 +769,7 @@ def train_model(
         history += [h for h in trainer.state.log_history if "loss" in h]
         steps_done += int(result.global_step)
         loss_sum += float(result.training_loss) * int(result.global_step)
-    seconds = time.perf_counter() - started
+    seconds, ended_at = time.perf_counter() - started, time.time()
     model.max_seq_length = encode_length
     if restore_attention is not None:
         restore_attention()
@@ -791,6 +791,7 @@ def train_model(
     shutil.rmtree(checkpoints, ignore_errors=True)
     stats = {
         "train_seconds": round(seconds, 1),
+        "train_interval": (started_at, ended_at),  # wall-clock, to add up runs that train side by side
         "steps": steps_done,
         "capped_by_max_steps": capped,
         "examples": len(dataset),
@@ -806,32 +807,68 @@ def train_model(
 # Wall-clock measurements in ``train_model``'s stats: they differ between two runs that train the same weights, so
 # they stay out of the model directory (whose hash then changes only with the weights) and live in the dvclive
 # summary (``metrics/train/metrics.json``: ``train_runtime``, ``remine_seconds``) and the stage's log.
-TIMING_STATS = ("train_seconds", "remine_seconds")
+TIMING_STATS = ("train_seconds", "remine_seconds", "train_interval")
 
 
 SOUP_SEED_STEP = 1000  # run k of a soup trains with seed + (k - 1) x this
 
 
+MAX_SOUP_PROCESSES = 2  # ``auto`` never trains more runs at once: more than two was not measured
+SOUP_PROCESS_MEMORY_GB = 6.0  # peak resident memory of one default training run (MiniLM, batch 16, 256 tokens): 5.5
+
+
 def resolve_soup_processes(config: TrainConfig, device: str) -> int:
     """How many of a soup's runs train at once (``train.soup_processes``).
 
-    ``auto``: on a CPU, as many as there are cores for, up to ``soup``, each with ``cores // processes`` threads;
-    one (the runs one after another, each with every core) on a GPU, with ``remine_epochs`` (its re-mining runs in
-    the stage's process) and where processes cannot be spawned. Why side by side: a training step's non-matmul
-    half (dropout masks, attention softmax, optimizer) keeps a second thread idle about a fifth of the time; two
-    one-thread runs on the 2-core EPYC took 3.3 s a step between them against 4.1 s for one two-thread run
-    (``python bench/soup_processes.py``, docs/performance.md). Each process holds its own activations (~5 GB at
-    batch 16 and 256 tokens).
+    ``auto``: on a CPU with a core for each, two runs at a time when the soup has an even number of runs (an odd
+    one left over would train alone on half the cores) and the memory available holds two runs
+    (``SOUP_PROCESS_MEMORY_GB`` each); otherwise, on a GPU, with ``remine_epochs`` (its re-mining runs in the
+    stage's process) and where processes cannot be spawned, one after another with every core. A number is taken
+    as given (at most ``soup``). Why side by side: a training step's non-matmul half (dropout masks, attention
+    softmax, optimizer) keeps a second thread idle about a fifth of the time; two one-thread runs on the 2-core
+    EPYC took 19% less time than one two-thread run after the other (963 s against 1192 s for the default
+    soup; ``python bench/soup_processes.py``, docs/performance.md).
     """
     import multiprocessing
 
     if config.soup <= 1:
         return 1
-    if config.soup_processes == "auto":
-        if device != "cpu" or config.remine_epochs or "spawn" not in multiprocessing.get_all_start_methods():
-            return 1
-        return max(1, min(config.soup, cpu_cores()))
-    return min(int(config.soup_processes), config.soup)
+    if config.soup_processes != "auto":
+        return min(int(config.soup_processes), config.soup)
+    if device != "cpu" or config.remine_epochs or "spawn" not in multiprocessing.get_all_start_methods():
+        return 1
+    processes = min(MAX_SOUP_PROCESSES, config.soup, cpu_cores())
+    while config.soup % processes:
+        processes -= 1
+    available = available_memory_gb()
+    if processes > 1 and available is not None and available < processes * SOUP_PROCESS_MEMORY_GB:
+        log.info("train.soup_processes=auto: %.1f GB of memory available, under %.0f GB for %d runs side by side: "
+                 "training them one after another", available, processes * SOUP_PROCESS_MEMORY_GB, processes)
+        return 1
+    return processes
+
+
+def available_memory_gb() -> float | None:
+    """The memory the kernel says new work can use (``MemAvailable`` in /proc/meminfo), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def training_seconds(intervals: Sequence[tuple[float, float]]) -> float:
+    """Seconds during which at least one of the runs was training: the length of the union of their (start, end)
+    wall-clock intervals. One after another it is their sum; side by side, spawning, loading and saving the models
+    are left out as they are for a single run."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
 
 
 def soup_threads(processes: int) -> int:
@@ -868,10 +905,12 @@ class SoupRunError(EmbedtuneError):
     """A training run of a soup stopped or failed in its own process."""
 
 
-def _train_side_by_side(runs: list[tuple], options: dict[str, Any], processes: int) -> list[dict[str, Any]]:
+def _train_side_by_side(runs: list[tuple], options: dict[str, Any], processes: int, *,
+                        target: Callable[..., None] | None = None) -> list[dict[str, Any]]:
     """``train_model(*run, **options)`` for every run, ``processes`` at a time, each in a spawned process with
     ``soup_threads(processes)`` threads; only the first shows a progress bar. Returns their statistics in order.
-    A run that fails or is killed stops the others and raises, naming it."""
+    A run that fails or is killed stops the others and raises, naming it. ``target`` replaces the function a
+    process runs (``_train_soup_run``; tests give one that dies or answers at once)."""
     import multiprocessing
     import multiprocessing.connection
 
@@ -885,7 +924,7 @@ def _train_side_by_side(runs: list[tuple], options: dict[str, Any], processes: i
                 number = waiting.pop(0)
                 receiver, sender = context.Pipe(duplex=False)
                 worker = context.Process(
-                    target=_train_soup_run, name=f"soup-run-{number + 1}", daemon=True,
+                    target=target or _train_soup_run, name=f"soup-run-{number + 1}", daemon=True,
                     args=(sender, runs[number], {**options, "threads": threads, "show_progress": number == 0}))
                 worker.start()
                 sender.close()
@@ -942,7 +981,6 @@ def train_soup(
     if config.soup == 1:
         return train_model(base_model, dataset, config, output_dir, live_dir, **options)
     processes = resolve_soup_processes(config, pick_device(options.get("device", "auto")))
-    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=".soup.", dir=Path(output_dir).parent) as scratch:
         runs = [(base_model, dataset, replace(config, seed=config.seed + SOUP_SEED_STEP * (k - 1)),
                  *((output_dir, live_dir) if k == 1 else (Path(scratch) / f"run{k}", Path(scratch) / f"live{k}")))
@@ -964,7 +1002,7 @@ def train_soup(
         average_weights(model, [model.state_dict()] + [load_model(str(run[3]), device="cpu").state_dict()
                                                        for run in runs[1:]])
         model.save(str(output_dir))
-    seconds = time.perf_counter() - started if processes > 1 else sum(s["train_seconds"] for s in stats)
+    seconds = training_seconds([tuple(s["train_interval"]) for s in stats])
     log.info("saved weights = mean of %d runs' (train.soup)", config.soup)
     summary_path = Path(live_dir) / "metrics.json"
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
