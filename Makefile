@@ -34,7 +34,9 @@ setup-mpnet: setup
 repro: setup
 	dvc repro
 
+# Lint first (ruff, with the complexity limits in pyproject.toml), then every test, end-to-end ones included.
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -v --durations=10
 
 test-fast: setup

@@ -2,22 +2,20 @@
 
 The output directory holds only what the vectors depend on (model, precision, length, views), so a rerun that
 encodes the same vectors leaves its hash unchanged and nothing downstream reruns; how long it took and with how
-many processes goes to the metrics file instead."""
+many processes goes to the timings file instead."""
 
 import argparse
 import time
 from pathlib import Path
 
-from embedtune.data import atomic_directory, read_corpus, write_json_atomic
-from embedtune.embeddings import (
-    choose_encode_precision,
-    encode_corpus,
-    encode_tail_views,
-    resolve_processes,
-    save_embeddings,
-)
+from embedtune.config import get, load_params
+from embedtune.data.beir import read_corpus
+from embedtune.embed.encoder import choose_encode_precision, encode_corpus, resolve_processes
+from embedtune.embed.store import save_embeddings
+from embedtune.embed.views import encode_tail_views
+from embedtune.io import atomic_directory, write_json_atomic
 from embedtune.models import load_model
-from embedtune.stage import get, load_params, log, run_stage
+from embedtune.runtime import log, run_stage
 
 
 def main() -> None:
@@ -25,7 +23,7 @@ def main() -> None:
     parser.add_argument("--model", help="model directory or package:<module>/<dir>; default: params model.base")
     parser.add_argument("corpus", type=Path)
     parser.add_argument("output", type=Path)
-    parser.add_argument("metrics", type=Path, help="timing of this pass (JSON; not part of the output's hash)")
+    parser.add_argument("timings", type=Path, help="timing of this pass (JSON; not part of the output's hash)")
     args = parser.parse_args()
     params = load_params()
     model_spec = args.model or get(params, "model.base")
@@ -35,20 +33,22 @@ def main() -> None:
     precision = choose_encode_precision(model, texts, get(params, "encode.precision"))
     batch_size = get(params, "encode.batch_size")
     processes = resolve_processes(get(params, "encode.processes"), str(model.device), len(texts), batch_size)
+
+    def encode_texts(batch: list[str]):
+        return encode_corpus(model, batch, batch_size=batch_size, precision=precision, processes=processes)
+
     started = time.perf_counter()
-    vectors = encode_corpus(model, texts, batch_size=batch_size, precision=precision, processes=processes)
-    tail_tokens = get(params, "encode.tail_tokens", 0)
-    extra = encode_tail_views(
-        model, [d.title for d in corpus.values()], [d.text for d in corpus.values()], tail_tokens=tail_tokens,
-        encode_texts=lambda views: encode_corpus(model, views, batch_size=batch_size, precision=precision,
-                                                 processes=processes))
+    vectors = encode_texts(texts)
+    tail_tokens = get(params, "encode.tail_tokens")
+    extra = encode_tail_views(model, [d.title for d in corpus.values()], [d.text for d in corpus.values()],
+                              tail_tokens=tail_tokens, encode_texts=encode_texts)
     seconds = time.perf_counter() - started
     meta = {"model": str(model_spec), "precision": precision, "max_seq_length": model.max_seq_length}
     if tail_tokens:
         meta["tail_tokens"] = tail_tokens
     with atomic_directory(args.output) as staging:
         save_embeddings(staging, list(corpus), vectors, meta, extra)
-    write_json_atomic(args.metrics, {
+    write_json_atomic(args.timings, {
         "documents": len(corpus), "tail_views": len(extra) if extra is not None else 0, "precision": precision,
         "processes": processes, "encode_seconds": round(seconds, 1),
         "documents_per_s": round(len(corpus) / max(seconds, 1e-9), 1)})

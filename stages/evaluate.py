@@ -3,11 +3,12 @@
 import argparse
 from pathlib import Path
 
-from embedtune.data import read_qrels, read_queries, write_json_atomic
-from embedtune.embeddings import load_embeddings, load_views, matching_precision
-from embedtune.evaluation import compare, evaluate_model, summarize
-from embedtune.models import load_model
-from embedtune.reports import (
+from embedtune.config import get, load_params
+from embedtune.data.beir import read_qrels, read_queries
+from embedtune.embed.precision import matching_precision
+from embedtune.embed.store import load_embeddings, load_views
+from embedtune.evaluation.metrics import compare, summarize
+from embedtune.evaluation.reports import (
     comparison_rows,
     plot_comparison,
     read_per_query,
@@ -15,7 +16,10 @@ from embedtune.reports import (
     write_per_query,
     write_wins_losses,
 )
-from embedtune.stage import get, load_params, log, run_stage
+from embedtune.evaluation.retrieval import evaluate_model
+from embedtune.io import write_json_atomic
+from embedtune.models import load_model
+from embedtune.runtime import log, run_stage
 
 
 def main() -> None:

@@ -7,11 +7,15 @@ default: train on every labelled query) the dev split is empty and the stage wri
 import argparse
 from pathlib import Path
 
-from embedtune.data import read_qrels, read_queries, write_json_atomic
-from embedtune.embeddings import load_embeddings, load_views, matching_precision
-from embedtune.evaluation import dev_summary, evaluate_model
+from embedtune.config import get, load_params
+from embedtune.data.beir import read_qrels, read_queries
+from embedtune.embed.precision import matching_precision
+from embedtune.embed.store import load_embeddings, load_views
+from embedtune.evaluation.metrics import dev_summary
+from embedtune.evaluation.retrieval import evaluate_model
+from embedtune.io import write_json_atomic
 from embedtune.models import load_model
-from embedtune.stage import get, load_params, log, run_stage
+from embedtune.runtime import log, run_stage
 
 
 def main() -> None:

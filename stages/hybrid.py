@@ -10,13 +10,17 @@ model, with BM25 alone beside them. The weight is chosen on dev splits (`metrics
 import argparse
 from pathlib import Path
 
-from embedtune.data import read_corpus, read_qrels, read_queries, write_json_atomic
-from embedtune.embeddings import load_embeddings, load_views, matching_precision
+from embedtune.config import get, load_params
+from embedtune.data.beir import read_corpus, read_qrels, read_queries
+from embedtune.embed.precision import matching_precision
+from embedtune.embed.store import load_embeddings, load_views
 from embedtune.errors import InputError
-from embedtune.evaluation import evaluate_model, per_query_metrics, summarize
+from embedtune.evaluation.metrics import per_query_metrics, summarize
+from embedtune.evaluation.retrieval import evaluate_model
+from embedtune.io import write_json_atomic
 from embedtune.lexical import BM25Ranker, LexicalFusion, check_lexical_weight
 from embedtune.models import load_model
-from embedtune.stage import get, load_params, log, run_stage
+from embedtune.runtime import log, run_stage
 
 
 def main() -> None:

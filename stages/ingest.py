@@ -4,9 +4,10 @@ import argparse
 import shutil
 from pathlib import Path
 
-from embedtune.data import atomic_directory
+from embedtune.config import get, load_params
 from embedtune.errors import InputError
-from embedtune.stage import get, load_params, log, run_stage
+from embedtune.io import atomic_directory
+from embedtune.runtime import log, run_stage
 
 
 def main() -> None:

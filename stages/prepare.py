@@ -3,10 +3,11 @@
 import argparse
 from pathlib import Path
 
-from embedtune.data import atomic_directory, write_json_atomic
-from embedtune.prepare import prepare_dataset, remap_negatives, write_negatives, write_prepared
-from embedtune.sources import ClickOptions, read_sources
-from embedtune.stage import get, load_params, log, run_stage
+from embedtune.config import get, load_params
+from embedtune.data.prepare import prepare_dataset, remap_negatives, write_negatives, write_prepared
+from embedtune.data.sources import ClickOptions, read_sources
+from embedtune.io import atomic_directory, write_json_atomic
+from embedtune.runtime import log, run_stage
 
 
 def main() -> None:

@@ -3,9 +3,11 @@
 import argparse
 from pathlib import Path
 
-from embedtune.data import atomic_directory, read_dataset, write_json_atomic, write_qrels
-from embedtune.split import split_queries
-from embedtune.stage import get, load_params, log, run_stage, warn_loudly
+from embedtune.config import get, load_params
+from embedtune.data.beir import read_dataset, write_qrels
+from embedtune.data.split import split_queries
+from embedtune.io import atomic_directory, write_json_atomic
+from embedtune.runtime import log, run_stage, warn_loudly
 
 
 def main() -> None:

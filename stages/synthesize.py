@@ -6,12 +6,16 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from embedtune.data import atomic_directory, read_corpus, read_qrels, write_json_atomic, write_jsonl
-from embedtune.embeddings import encode, load_embeddings, matching_precision, save_embeddings
+from embedtune.config import get, load_params
+from embedtune.data.beir import read_corpus, read_qrels
+from embedtune.data.synthetic import OfflineGenerator, ict_positive, round_trip_filter
+from embedtune.embed.encoder import encode
+from embedtune.embed.precision import matching_precision
+from embedtune.embed.store import load_embeddings, save_embeddings
 from embedtune.errors import ConfigError
+from embedtune.io import atomic_directory, write_json_atomic, write_jsonl
 from embedtune.models import load_model
-from embedtune.stage import get, load_params, log, run_stage
-from embedtune.synthetic import OfflineGenerator, ict_positive, round_trip_filter
+from embedtune.runtime import log, run_stage
 
 
 def _generator(params: dict):
@@ -19,7 +23,7 @@ def _generator(params: dict):
     if kind == "offline":
         return OfflineGenerator(seed=get(params, "seed"))
     if kind == "llm":
-        from embedtune.llm import LLMGenerator
+        from embedtune.data.llm import LLMGenerator
 
         return LLMGenerator.from_params(get(params, "synthetic.llm"))
     raise ConfigError(f"synthetic.generator must be 'offline' or 'llm', got {kind!r}")

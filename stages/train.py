@@ -1,16 +1,21 @@
-"""train: contrastive fine-tuning (MNRL over in-batch and mined hard negatives); saves the model with a card."""
+"""train: contrastive fine-tuning (MNRL over in-batch and mined hard negatives); saves the model with a card.
+
+The model directory holds only what the weights depend on, so retraining the same weights leaves its hash
+unchanged; how long training took goes to the timings file instead."""
 
 import argparse
 import hashlib
-import json
 from pathlib import Path
 
-from embedtune.data import atomic_directory, iter_jsonl, read_corpus, read_queries
-from embedtune.embeddings import resolve_precision
-from embedtune.mining import mining_options, records_to_examples
-from embedtune.models import pick_device
-from embedtune.stage import get, load_params, log, run_stage
-from embedtune.training import TrainConfig, build_training_dataset, remine_with_model, train_soup, write_model_card
+from embedtune.config import get, load_params
+from embedtune.data.beir import iter_jsonl, read_corpus, read_queries
+from embedtune.io import atomic_directory, write_json_atomic
+from embedtune.mining import records_to_examples
+from embedtune.runtime import log, run_stage
+from embedtune.train.card import write_model_card
+from embedtune.train.config import TrainConfig
+from embedtune.train.soup import train_soup
+from embedtune.train.trainer import TIMING_STATS, build_training_dataset
 
 
 def main() -> None:
@@ -19,27 +24,18 @@ def main() -> None:
     parser.add_argument("prepared", type=Path, help="prepared dataset directory (corpus and queries)")
     parser.add_argument("output", type=Path, help="where the fine-tuned model is saved")
     parser.add_argument("live", type=Path, help="dvclive directory for training curves")
+    parser.add_argument("timings", type=Path, help="how long training took (JSON; not part of the model's hash)")
     args = parser.parse_args()
     params = load_params()
     config = TrainConfig.from_params(get(params, "train"), seed=get(params, "seed"))
     base_model = get(params, "model.base")
     examples = records_to_examples([r for _, r in iter_jsonl(args.mined)])
-    corpus = read_corpus(args.prepared / "corpus.jsonl")
-    queries = read_queries(args.prepared / "queries.jsonl")
-    dataset = build_training_dataset(examples, corpus, queries)
+    dataset = build_training_dataset(examples, read_corpus(args.prepared / "corpus.jsonl"),
+                                     read_queries(args.prepared / "queries.jsonl"))
     log.info("training on %d examples (%d columns)", len(dataset), len(dataset.column_names))
-    remined: dict = {}
-
-    def remine(model):  # train.remine_epochs: the last epochs train on negatives from the model's own ranking
-        rows, remined["remine"] = remine_with_model(
-            model, examples, corpus, queries, mining_options(get(params, "mine"), seed=get(params, "seed")),
-            batch_size=get(params, "encode.batch_size"), precision=resolve_precision(config.precision, pick_device()))
-        return rows
-
     with atomic_directory(args.output) as staging:
         stats = train_soup(base_model, dataset, config, staging, args.live,
-                            max_seq_length=get(params, "model.max_seq_length"), remine=remine)
-        stats.update(remined)
+                           max_seq_length=get(params, "model.max_seq_length"))
         write_model_card(
             staging,
             base_model=base_model,
@@ -55,7 +51,9 @@ def main() -> None:
             metrics=stats,
             model_path=args.output,
         )
-    log.info("trained: %s", json.dumps(stats))
+    write_json_atomic(args.timings, {"train_seconds": stats["train_seconds"], "steps": stats["steps"],
+                                     "soup_processes": stats.get("soup_processes", 1), "device": stats["device"]})
+    log.info("trained: %s", {k: v for k, v in stats.items() if k not in TIMING_STATS})
 
 
 if __name__ == "__main__":

@@ -120,11 +120,21 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def db_url(pg_server) -> str:
-    """A fresh database per test."""
+def empty_db_url(pg_server) -> str:
+    """A fresh database per test, without embedtune's schema."""
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return pg_server.get_uri(database=name)
+
+
+@pytest.fixture
+def db_url(empty_db_url: str) -> str:
+    """A fresh database per test with embedtune's schema applied, as the reindex stage leaves it."""
+    from embedtune.serving.db import connect
+
+    with connect(empty_db_url, migrate_schema=True):
+        pass
+    return empty_db_url

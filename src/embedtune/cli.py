@@ -1,9 +1,11 @@
-"""The ``embedtune`` command line: search the serving index and manage index versions."""
+"""The ``embedtune`` command line: search the serving index, manage index versions, serve, report A/B tests."""
 
 from __future__ import annotations
 
+import functools
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -12,6 +14,8 @@ from embedtune.errors import EmbedtuneError
 
 app = typer.Typer(help="embedtune: fine-tune, evaluate and serve domain embedding models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
+ab_app = typer.Typer(help="A/B test reports and click export.", no_args_is_help=True)
+app.add_typer(ab_app, name="ab")
 
 
 def _fail(exc: Exception) -> None:
@@ -19,7 +23,22 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
-@app.command("compose-params")
+def command(group: typer.Typer = app, name: str | None = None) -> Callable[[Callable], Callable]:
+    """Register a command of ``group`` whose user errors (``EmbedtuneError``) end it with one line, exit status 1."""
+    def register(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except EmbedtuneError as exc:
+                _fail(exc)
+
+        return group.command(name)(run)
+
+    return register
+
+
+@command(name="compose-params")
 def compose_params_command(
     overrides: list[str] | None = typer.Argument(None, help="Hydra overrides, e.g. data=scifact_sample"),
 ) -> None:
@@ -35,15 +54,15 @@ LEXICAL_WEIGHT_HELP = ("BM25's weight in hybrid search (0: by meaning only; defa
 
 def _lexical_weight(option: float | None) -> float:
     """The hybrid-search weight: the option, else params.yaml's ``evaluate.lexical_weight``, else 0 (dense only)."""
+    from embedtune.config import PARAMS_FILE, get, load_params
     from embedtune.lexical import check_lexical_weight
-    from embedtune.stage import PARAMS_FILE, get, load_params
 
     if option is None:
         option = get(load_params(), "evaluate.lexical_weight", 0.0) if PARAMS_FILE.is_file() else 0.0
     return check_lexical_weight(option)
 
 
-@app.command()
+@command()
 def search(
     query: str = typer.Argument(..., help="what to search for"),
     k: int = typer.Option(10, "-k", "--top-k", min=1, max=1000, help="number of results"),
@@ -54,52 +73,49 @@ def search(
     lexical_weight: float | None = typer.Option(None, help=LEXICAL_WEIGHT_HELP),
 ) -> None:
     """Search the serving index (by meaning and, with a lexical weight, by words too): ids, titles and scores."""
-    from embedtune import index
-    from embedtune.embeddings import encode
-    from embedtune.models import load_model
+    from embedtune.embed.encoder import encode
+    from embedtune.models import load_model, model_fingerprint
+    from embedtune.serving.db import IndexError_, connect
+    from embedtune.serving.search import LexicalIndex, hybrid_search
+    from embedtune.serving.versions import get_version, query_precision, serving_version
 
     if not query.strip():
         _fail(ValueError("the query is empty"))
-    try:
-        weight = _lexical_weight(lexical_weight)
-        with index.connect() as conn:
-            target = index.get_version(conn, version) if version else None
-            if target is None:
-                serving = index.serving_version(conn)
-                if serving is None:
-                    raise index.IndexError_("no index is serving yet: run `dvc repro` (its reindex stage) first")
-                target = index.get_version(conn, serving)
-            if onnx:
-                from embedtune.onnx_export import OnnxEncoder
+    weight = _lexical_weight(lexical_weight)
+    with connect() as conn:
+        target = get_version(conn, version) if version else None
+        if target is None:
+            serving = serving_version(conn)
+            if serving is None:
+                raise IndexError_("no index is serving yet: run `dvc repro` (its reindex stage) first")
+            target = get_version(conn, serving)
+        if onnx:
+            from embedtune.embed.onnx import OnnxEncoder
 
-                encoder = OnnxEncoder(onnx)
-                fingerprint, vector = encoder.fingerprint, encoder.encode([query])[0]
-            else:
-                model_dir = model or Path(target.model_path)
-                fingerprint = index.model_fingerprint(model_dir)
-                vector = encode(load_model(model_dir), [query], precision=index.query_precision(target),
-                                show_progress=False)[0]
-            lexical = index.LexicalIndex(conn, target.version) if weight > 0 else None
-            used, hits = index.hybrid_search(conn, vector, query, lexical, model_fingerprint=fingerprint,
-                                             lexical_weight=weight, k=k, ef_search=ef_search, version=target.version)
-    except EmbedtuneError as exc:
-        _fail(exc)
+            encoder = OnnxEncoder(onnx)
+            fingerprint, vector = encoder.fingerprint, encoder.encode([query])[0]
+        else:
+            model_dir = model or Path(target.model_path)
+            fingerprint = model_fingerprint(model_dir)
+            vector = encode(load_model(model_dir), [query], precision=query_precision(target),
+                            show_progress=False)[0]
+        lexical = LexicalIndex(conn, target.version) if weight > 0 else None
+        used, hits = hybrid_search(conn, vector, query, lexical, model_fingerprint=fingerprint,
+                                         lexical_weight=weight, k=k, ef_search=ef_search, version=target.version)
     typer.echo(f"index {used}  ({len(hits)} results)")
     for rank, hit in enumerate(hits, start=1):
         title = hit.title or hit.text[:80]
         typer.echo(f"{rank:>3}. {hit.score:.4f}  {hit.id:<14} {title}")
 
 
-@app.command()
+@command()
 def versions() -> None:
     """List index versions and which one serves."""
-    from embedtune import index
+    from embedtune.serving.db import connect
+    from embedtune.serving.versions import list_versions
 
-    try:
-        with index.connect() as conn:
-            rows = index.list_versions(conn)
-    except EmbedtuneError as exc:
-        _fail(exc)
+    with connect() as conn:
+        rows = list_versions(conn)
     if not rows:
         typer.echo("no index versions yet: run `dvc repro`")
         return
@@ -112,63 +128,65 @@ def versions() -> None:
     typer.echo("* serving")
 
 
-@app.command()
+@command()
 def promote(version: str = typer.Argument(..., help="version name (or fingerprint prefix)")) -> None:
     """Serve VERSION (an explicit override of the promotion gate)."""
-    from embedtune import index
+    from embedtune.serving.db import connect
+    from embedtune.serving.versions import get_version
+    from embedtune.serving.versions import promote as promote_version
 
-    try:
-        with index.connect() as conn:
-            target = index.get_version(conn, version).version
-            previous = index.promote(conn, target, "manual promote")
-    except EmbedtuneError as exc:
-        _fail(exc)
+    with connect(migrate_schema=True) as conn:
+        target = get_version(conn, version).version
+        previous = promote_version(conn, target, "manual promote")
     typer.echo(f"serving {target} (was {previous})")
 
 
-@app.command()
+@command()
 def rollback() -> None:
     """Serve the previously serving version again."""
-    from embedtune import index
+    from embedtune.serving.db import connect
+    from embedtune.serving.versions import rollback as rollback_version
 
-    try:
-        with index.connect() as conn:
-            target = index.rollback(conn)
-    except EmbedtuneError as exc:
-        _fail(exc)
+    with connect(migrate_schema=True) as conn:
+        target = rollback_version(conn)
     typer.echo(f"rolled back: serving {target}")
 
 
-@app.command()
+@command()
 def prune(keep_last: int = typer.Option(3, min=1, help="versions to keep (serving and previous always kept)")) -> None:
     """Drop old index versions."""
-    from embedtune import index
+    from embedtune.serving.db import connect
+    from embedtune.serving.versions import prune as prune_versions
 
-    try:
-        with index.connect() as conn:
-            dropped = index.prune(conn, keep_last)
-    except EmbedtuneError as exc:
-        _fail(exc)
+    with connect(migrate_schema=True) as conn:
+        dropped = prune_versions(conn, keep_last)
     typer.echo(f"dropped {len(dropped)} version(s): {', '.join(dropped) or '-'}")
 
 
-@app.command("export-onnx")
+@command()
+def migrate() -> None:
+    """Create or upgrade embedtune's tables in the database (the reindex stage does it too)."""
+    from embedtune.serving.db import connect, database_url, redact, schema_version
+
+    with connect(migrate_schema=True) as conn:
+        version = schema_version(conn)
+    typer.echo(f"{redact(database_url())}: embedtune schema at version {version}")
+
+
+@command(name="export-onnx")
 def export_onnx_command(
     model: Path = typer.Argument(Path("models/finetuned"), help="sentence-transformers model directory"),
     output: Path = typer.Option(Path("models/finetuned-onnx"), help="export directory"),
     quantize: bool = typer.Option(True, help="also write an int8 dynamically quantized model"),
 ) -> None:
     """Export a model to ONNX (fp32 and int8) for fast CPU inference; `search --onnx` and the service use it."""
-    from embedtune.onnx_export import export_onnx
+    from embedtune.embed.onnx import export_onnx
 
-    try:
-        meta = export_onnx(model, output, quantize=quantize)
-    except EmbedtuneError as exc:
-        _fail(exc)
+    meta = export_onnx(model, output, quantize=quantize)
     typer.echo(f"exported {model} -> {output}: {', '.join(meta['files'])}")
 
 
-@app.command("load")
+@command(name="load")
 def load_command(
     model: str = typer.Option(..., help="model directory or package:<module>/<dir> the vectors were made with"),
     embeddings: Path = typer.Option(..., help="embeddings directory (an embed stage output)"),
@@ -176,27 +194,26 @@ def load_command(
 ) -> None:
     """Load precomputed corpus vectors as an index version without serving it (e.g. the base model, as the
     control arm of an A/B test)."""
-    from embedtune import index
-    from embedtune.data import read_corpus
-    from embedtune.embeddings import load_embeddings, load_views, view_layout
-    from embedtune.models import resolve_model_path
+    from embedtune.data.beir import read_corpus
+    from embedtune.embed.store import load_embeddings, load_views
+    from embedtune.embed.views import view_layout
+    from embedtune.models import model_fingerprint, resolve_model_path
+    from embedtune.serving.db import connect
+    from embedtune.serving.versions import load_version
 
-    try:
-        model_dir = resolve_model_path(model).resolve()
-        ids, vectors, meta = load_embeddings(embeddings)
-        docs = read_corpus(corpus)
-        with index.connect() as conn:
-            loaded = index.load_version(conn, fingerprint=index.model_fingerprint(model_dir), model_path=str(model_dir),
-                                        ids=ids, vectors=vectors, titles=[docs[i].title for i in ids],
-                                        texts=[docs[i].text for i in ids], views=load_views(embeddings, ids),
-                                        layout=view_layout(meta),
-                                        metrics={"query_precision": meta.get("precision", "fp32")})
-    except EmbedtuneError as exc:
-        _fail(exc)
+    model_dir = resolve_model_path(model).resolve()
+    ids, vectors, meta = load_embeddings(embeddings)
+    docs = read_corpus(corpus)
+    with connect(migrate_schema=True) as conn:
+        loaded = load_version(conn, fingerprint=model_fingerprint(model_dir), model_path=str(model_dir),
+                                    ids=ids, vectors=vectors, titles=[docs[i].title for i in ids],
+                                    texts=[docs[i].text for i in ids], views=load_views(embeddings, ids),
+                                    layout=view_layout(meta),
+                                    query_precision=meta.get("precision", "fp32"))
     typer.echo(f"{'loaded' if loaded.created else 'already loaded'}: {loaded.version} ({loaded.rows} rows)")
 
 
-@app.command()
+@command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="interface to listen on"),
     port: int = typer.Option(8000),
@@ -212,15 +229,13 @@ def serve(
     """Run the HTTP search service (GET /search, POST /click, a search page at /, OpenAPI at /docs)."""
     import uvicorn
 
-    from embedtune import index
-    from embedtune.serve import Experiment, SearchService, create_app
+    from embedtune.serving.app import create_app
+    from embedtune.serving.db import database_url
+    from embedtune.serving.service import Experiment, SearchService
 
-    try:
-        service = SearchService(index.database_url(), Experiment(experiment, mode, control, treatment, share),
-                                ef_search=ef_search, onnx={"control": onnx} if onnx else None,
-                                lexical_weight=_lexical_weight(lexical_weight))
-    except EmbedtuneError as exc:
-        _fail(exc)
+    service = SearchService(database_url(), Experiment(experiment, mode, control, treatment, share),
+                            ef_search=ef_search, onnx={"control": onnx} if onnx else None,
+                            lexical_weight=_lexical_weight(lexical_weight))
     typer.echo(f"serving experiment {experiment!r} ({mode}): " +
                ", ".join(f"{n}={a.version}" for n, a in service.arms.items()) + f" on http://{host}:{port}/")
     # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found. Python's default
@@ -233,23 +248,16 @@ def serve(
         service.close()
 
 
-ab_app = typer.Typer(help="A/B test reports and click export.", no_args_is_help=True)
-app.add_typer(ab_app, name="ab")
-
-
-@ab_app.command("report")
+@command(ab_app, "report")
 def ab_report(experiment: str = typer.Argument("default"), as_json: bool = typer.Option(False, "--json")) -> None:
     """Per arm: impressions, CTR, MRR of clicks, abandonment; interleaving wins/ties/losses; a verdict."""
     import json
 
-    from embedtune import index
-    from embedtune.serve import report
+    from embedtune.serving.ablog import report
+    from embedtune.serving.db import connect
 
-    try:
-        with index.connect() as conn:
-            result = report(conn, experiment)
-    except EmbedtuneError as exc:
-        _fail(exc)
+    with connect() as conn:
+        result = report(conn, experiment)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -270,23 +278,20 @@ def ab_report(experiment: str = typer.Argument("default"), as_json: bool = typer
     typer.echo(f"verdict: {verdict}" + (f" (about {need} searches needed)" if need else ""))
 
 
-@ab_app.command("export")
+@command(ab_app, "export")
 def ab_export(experiment: str = typer.Argument("default"),
               output: Path = typer.Option(..., help="click-log JSONL to write (the clicks.jsonl input format)")) -> None:
     """Export an experiment's searches and clicks as a click log, ready to train the next model on."""
-    from embedtune import index
-    from embedtune.serve import export_clicks
+    from embedtune.serving.ablog import export_clicks
+    from embedtune.serving.db import connect
 
-    try:
-        with index.connect() as conn:
-            n = export_clicks(conn, experiment, output)
-    except EmbedtuneError as exc:
-        _fail(exc)
+    with connect() as conn:
+        n = export_clicks(conn, experiment, output)
     typer.echo(f"wrote {n} searches to {output}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    from embedtune.stage import offline_environment
+    from embedtune.runtime import offline_environment
 
     offline_environment()
     app()

@@ -2,7 +2,7 @@
 
 Every problem with the user's input is raised as :class:`InputError`, which carries the file, line and field
 so the message points at the exact place to fix. Stage scripts print these messages (never a traceback) and
-exit non-zero; see :func:`embedtune.stage.run_stage`.
+exit non-zero; see :func:`embedtune.runtime.run_stage`.
 """
 
 from __future__ import annotations

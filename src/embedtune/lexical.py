@@ -1,12 +1,8 @@
-"""BM25 rankings of the corpus, as a second source of hard-negative candidates beside the dense model's.
+"""BM25 over the corpus, and hybrid search: a dense model's scores plus BM25's, scaled.
 
-Why: the dense base model and BM25 make different mistakes. On SciFact BM25 (stemmed, English stopwords)
-scores `ndcg@10` 0.686 on the test claims against the base MiniLM's 0.646, and the abstracts it wrongly
-ranks high share the claim's terms, which is exactly the confusion contrastive training should learn to
-resolve. The rankings come from ``bm25s`` (sparse matrices, indexes SciFact in about a second).
-
-The same scores also serve at query time: ``LexicalFusion`` adds them, scaled, to a dense model's (hybrid
-search), which on SciFact's dev splits ranks better than either alone (docs/experiments.md).
+The dense model and BM25 make different mistakes (exact terms, numbers and names are BM25's strength), so a
+document scoring its dense score plus a weighted, per-query-normalised BM25 score ranks better than either
+alone (docs/research.md). The scores come from ``bm25s`` (sparse matrices; SciFact is indexed in about a second).
 """
 
 from __future__ import annotations
@@ -18,8 +14,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from embedtune.errors import ConfigError
-
-RANKERS = ("dense", "bm25", "fused")
 
 
 class BM25Ranker:
@@ -41,13 +35,6 @@ class BM25Ranker:
 
     def _tokenize(self, texts: Sequence[str]):
         return self._bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, show_progress=False)
-
-    def rank(self, query_texts: Sequence[str], *, depth: int) -> list[list[int]]:
-        """For each query, the indices of its ``depth`` best corpus texts, best first; documents without
-        a term in common with the query are not ranked."""
-        documents, scores = self._retriever.retrieve(self._tokenize(query_texts), k=min(depth, self._size),
-                                                     show_progress=False, n_threads=1)
-        return [[int(d) for d, s in zip(row, row_scores) if s > 0] for row, row_scores in zip(documents, scores)]
 
     @property
     def size(self) -> int:
@@ -104,15 +91,3 @@ class LexicalFusion:
             top = np.argsort(-raw[row], kind="stable")[:top_k]
             run[query_id] = {self.corpus_ids[i]: float(raw[row, i]) for i in top if raw[row, i] > 0}
         return run
-
-
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], *, k: int = 60) -> list[int]:
-    """One ranking from several by reciprocal rank fusion (Cormack et al., 2009): sum of 1 / (k + rank).
-
-    Ties keep the order of first appearance, so the result is deterministic.
-    """
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return sorted(scores, key=lambda item: -scores[item])

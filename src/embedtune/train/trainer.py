@@ -1,0 +1,144 @@
+"""One contrastive fine-tuning run with sentence-transformers' trainer: rows in, a saved model and curves out."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embedtune.data.beir import Document, Query
+from embedtune.embed.precision import resolve_precision
+from embedtune.errors import ConfigError
+from embedtune.mining import MinedExample
+from embedtune.train.config import TrainConfig, planned_steps
+from embedtune.train.live import live_callback
+from embedtune.train.loss import build_loss, check_rows
+from embedtune.workers import cpu_cores
+
+if TYPE_CHECKING:
+    from datasets import Dataset as HFDataset
+
+log = logging.getLogger(__name__)
+
+# Wall-clock measurements in ``train_model``'s stats: they differ between two runs that train the same weights, so
+# they stay out of the model directory (whose hash then changes only with the weights); the stage writes them to
+# its timings file.
+TIMING_STATS = ("train_seconds", "train_interval")
+
+
+def build_training_dataset(
+    examples: Sequence[MinedExample],
+    corpus: Mapping[str, Document],
+    queries: Mapping[str, Query],
+) -> HFDataset:
+    """Columns ``anchor, positive, negative_1..n``: the layout MNRL reads (first column is the query)."""
+    from datasets import Dataset as HFDataset
+
+    if not examples:
+        raise ConfigError("no training examples: the train split is empty or mining kept no negatives")
+    n_neg = len(examples[0].negative_ids)
+    columns: dict[str, list[str]] = {"anchor": [], "positive": [], **{f"negative_{k + 1}": [] for k in range(n_neg)}}
+    for example in examples:
+        columns["anchor"].append(example.query_text or queries[example.query_id].text)
+        columns["positive"].append(example.positive_text or corpus[example.positive_id].full_text)
+        for k, neg in enumerate(example.negative_ids):
+            columns[f"negative_{k + 1}"].append(corpus[neg].full_text)
+    return HFDataset.from_dict(columns)
+
+
+def precision_flags(precision: str, device: str) -> dict[str, bool]:
+    """The trainer's mixed-precision arguments for ``train.precision`` on ``device``."""
+    precision = resolve_precision(precision, device)
+    if precision == "fp16" and device != "cuda":
+        raise ConfigError("train.precision fp16 needs CUDA; on CPU use bf16 or fp32")
+    return {"bf16": True} if precision == "bf16" else {"fp16": True} if precision == "fp16" else {}
+
+
+def training_arguments(config: TrainConfig, scratch: Path, device: str, max_steps: int, show_progress: bool) -> Any:
+    """sentence-transformers' training arguments for one run (``max_steps`` -1: ``epochs`` in full)."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(scratch),
+        num_train_epochs=config.epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,  # even a run shorter than logging_steps has a curve
+        save_strategy="no",
+        report_to="none",
+        use_cpu=device == "cpu",
+        dataloader_drop_last=False,
+        disable_tqdm=not show_progress,
+        **precision_flags(config.precision, device),
+    )
+
+
+def train_model(
+    base_model: str,
+    dataset: HFDataset,
+    config: TrainConfig,
+    output_dir: Path,
+    live_dir: Path,
+    *,
+    max_seq_length: int | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune ``base_model`` on ``dataset``, save it to ``output_dir`` and its curves to ``live_dir``; returns
+    training statistics. ``threads``: CPU threads for the arithmetic (default: every core this process may use).
+    """
+    check_rows(config, dataset.column_names)
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer
+    from transformers import set_seed
+
+    from embedtune.models import load_model, pick_device
+
+    set_seed(config.seed)
+    torch.set_num_threads(threads or cpu_cores())
+    device = pick_device(device)
+    model = load_model(base_model, device=device, max_seq_length=max_seq_length)
+    guide = None
+    if config.loss == "gist":
+        guide = load_model(base_model, device=device, max_seq_length=model.max_seq_length).eval().requires_grad_(False)
+    steps, capped = planned_steps(len(dataset), config)
+    if capped:
+        log.warning("train.max_steps=%d: training on about %d of %d examples x %s epochs (%d steps would be a "
+                    "full run); raise or null train.max_steps to use them all", steps, steps * config.batch_size,
+                    len(dataset), config.epochs, planned_steps(len(dataset), replace(config, max_steps=None))[0])
+    # The trainer's scratch directory lives inside the output, so a failed or interrupted stage removes it with
+    # the staging directory (atomic_directory) instead of leaving it beside the model.
+    scratch = output_dir / ".trainer"
+    trainer = SentenceTransformerTrainer(
+        model=model, args=training_arguments(config, scratch, device, steps if capped else -1, show_progress),
+        train_dataset=dataset, loss=build_loss(model, config, guide), callbacks=[live_callback(live_dir)])
+    started, started_at = time.perf_counter(), time.time()
+    result = trainer.train()
+    seconds, ended_at = time.perf_counter() - started, time.time()
+    model.save(str(output_dir))
+    (live_dir / "plots" / "metrics").mkdir(parents=True, exist_ok=True)  # declared output, even with no curve
+    shutil.rmtree(scratch, ignore_errors=True)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    return {
+        "train_seconds": round(seconds, 1),
+        "train_interval": (started_at, ended_at),  # wall-clock, to add up runs that train side by side
+        "steps": int(result.global_step),
+        "capped_by_max_steps": capped,
+        "examples": len(dataset),
+        "final_loss": round(float(history[-1]["loss"]), 5) if history else None,
+        "mean_loss": round(float(result.training_loss), 5),
+        "device": device,
+    }
