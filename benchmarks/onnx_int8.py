@@ -1,12 +1,10 @@
 """ONNX export of the fine-tuned model: encode speed and retrieval quality beside the PyTorch model.
 
-Named onnx_bench.py, not onnx.py: run as a script, a file named onnx.py would shadow the onnx package.
-
 Exports models/finetuned to models/finetuned-onnx (fp32 and int8), then encodes the prepared corpus and the
 test queries with PyTorch fp32, PyTorch bf16 autocast, ONNX fp32 and ONNX int8, and prints encode seconds,
 ndcg@10 / recall@10 and the mean cosine to the PyTorch fp32 vectors. Run after `dvc repro`:
 
-    python bench/onnx_bench.py [--output metrics/onnx.json]
+    python benchmarks/onnx_int8.py [--output reports/benchmarks/onnx.json]
 """
 
 from __future__ import annotations
@@ -19,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from embedtune.data import read_corpus, read_qrels, read_queries
-from embedtune.embeddings import encode
-from embedtune.evaluation import per_query_metrics, search, summarize
+from embedtune.data.beir import read_corpus, read_qrels, read_queries
+from embedtune.embed.encoder import encode
+from embedtune.embed.onnx import OnnxEncoder, export_onnx
+from embedtune.evaluation.metrics import per_query_metrics, summarize
+from embedtune.evaluation.retrieval import search
 from embedtune.models import load_model
-from embedtune.onnx_export import OnnxEncoder, export_onnx
-from embedtune.stage import offline_environment
+from embedtune.runtime import offline_environment
 
 
 def runtime(encoder: str) -> str:

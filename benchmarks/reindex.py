@@ -4,7 +4,7 @@ Runs against a throw-away embedded PostgreSQL (or EMBEDTUNE_DATABASE_URL) using 
 corpus vectors and real test queries, so run `dvc repro` first. Prints a table; writes nothing to the
 project's index. Usage:
 
-    python bench/reindex.py [--load-rows 200000] [--ef 10 20 40 80 160]
+    python benchmarks/reindex.py [--load-rows 200000] [--ef 10 20 40 80 160]
 
 The load rate is measured on the corpus vectors repeated up to --load-rows rows (one SciFact load is over in
 a blink, too short to time). Recall@10 is HNSW's top 10 against exact search over the same vectors.
@@ -21,12 +21,32 @@ from pathlib import Path
 
 import numpy as np
 
-from embedtune import index
-from embedtune.data import read_corpus, read_qrels, read_queries
-from embedtune.embeddings import encode, load_embeddings
-from embedtune.evaluation import search as exact_search
+from embedtune.data.beir import read_corpus, read_qrels, read_queries
+from embedtune.embed.encoder import encode
+from embedtune.embed.store import load_embeddings
+from embedtune.evaluation.retrieval import search as exact_search
 from embedtune.models import load_model
-from embedtune.stage import offline_environment
+from embedtune.runtime import offline_environment
+from embedtune.serving.db import DATABASE_URL_ENV, connect, embedded_database_url
+from embedtune.serving.search import search
+from embedtune.serving.versions import load_version
+
+
+def _copy_throughput(conn, ids: list[str], vectors: np.ndarray, rows: int) -> dict[str, float]:
+    """Rows per second of a binary COPY into a scratch table (the corpus's vectors repeated, ids unique)."""
+    reps = max(1, rows // len(ids))
+    big_ids = [f"{r}:{i}" for r in range(reps) for i in ids]
+    big = np.tile(vectors, (reps, 1))
+    started = time.perf_counter()
+    with conn.transaction():
+        conn.execute(f"CREATE TABLE bench_load (id text PRIMARY KEY, embedding vector({vectors.shape[1]}))")
+        with conn.cursor() as cur, cur.copy("COPY bench_load (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["text", "vector"])
+            for i, id_ in enumerate(big_ids):
+                copy.write_row((id_, big[i]))
+    seconds = time.perf_counter() - started
+    conn.execute("DROP TABLE bench_load")
+    return {"load_rows": len(big_ids), "load_rows_per_s": round(len(big_ids) / seconds, 1)}
 
 
 def main() -> None:
@@ -49,31 +69,17 @@ def main() -> None:
     qvecs = encode(model, [queries[q].text for q in qids], show_progress=False)
     exact = exact_search(qids, qvecs, ids, vectors, top_k=10)
 
-    url = os.environ.get(index.DATABASE_URL_ENV)
+    url = os.environ.get(DATABASE_URL_ENV)
     tmp = tempfile.TemporaryDirectory(prefix=".bench-pg-", dir=".")  # pgserver opens up its parents: stay in the project
     if not url:
-        url = index._embedded_uri(Path(tmp.name) / "pgdata")
+        url = embedded_database_url(Path(tmp.name) / "pgdata")
     report: dict[str, object] = {"rows": len(ids), "dim": int(vectors.shape[1]), "queries": len(qids)}
-    with index.connect(url) as conn:
-        # 1. bulk load throughput on a larger table (vectors repeated, ids unique)
-        reps = max(1, args.load_rows // len(ids))
-        big_ids = [f"{r}:{i}" for r in range(reps) for i in ids]
-        big = np.tile(vectors, (reps, 1))
-        started = time.perf_counter()
-        with conn.transaction():
-            conn.execute(f"CREATE TABLE bench_load (id text PRIMARY KEY, embedding vector({vectors.shape[1]}))")
-            with conn.cursor() as cur, cur.copy("COPY bench_load (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-                copy.set_types(["text", "vector"])
-                for i, id_ in enumerate(big_ids):
-                    copy.write_row((id_, big[i]))
-        seconds = time.perf_counter() - started
-        report["load_rows"] = len(big_ids)
-        report["load_rows_per_s"] = round(len(big_ids) / seconds, 1)
-        conn.execute("DROP TABLE bench_load")
+    with connect(url, migrate_schema=True) as conn:
+        report.update(_copy_throughput(conn, ids, vectors, args.load_rows))
 
         # 2. the real corpus: load + HNSW build, as the reindex stage does it
-        loaded = index.load_version(conn, fingerprint="f" * 64, model_path=str(args.model), ids=ids, vectors=vectors,
-                                    titles=[corpus[i].title for i in ids], texts=[corpus[i].text for i in ids])
+        loaded = load_version(conn, fingerprint="f" * 64, model_path=str(args.model), ids=ids, vectors=vectors,
+                              titles=[corpus[i].title for i in ids], texts=[corpus[i].text for i in ids])
         report["index_build_s"] = round(loaded.index_seconds, 3)
 
         # 3. latency and recall against exact search, per ef_search
@@ -83,8 +89,8 @@ def main() -> None:
             for _ in range(args.repeats):
                 for row, qid in enumerate(qids):
                     started = time.perf_counter()
-                    _, hits = index.search(conn, qvecs[row], model_fingerprint="f" * 64, k=10, ef_search=ef,
-                                           version=loaded.version)
+                    _, hits = search(conn, qvecs[row], model_fingerprint="f" * 64, k=10, ef_search=ef,
+                                     version=loaded.version)
                     latencies.append((time.perf_counter() - started) * 1000)
                     overlap.append(len({h.id for h in hits} & set(exact[qid])) / 10)
             sweep.append({"ef_search": ef, "recall@10": round(float(np.mean(overlap)), 4),

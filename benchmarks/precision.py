@@ -4,7 +4,7 @@ For each model (default: the base model and the pipeline's fine-tuned model) and
 prepared corpus and the test queries, then reports corpus-encode seconds, ndcg@10 / recall@10 on the test
 split, and the mean cosine between the fp32 and bf16 corpus vectors. Run after `dvc repro`:
 
-    python bench/precision.py [--precisions fp32 bf16] [--batch-size 64]
+    python benchmarks/precision.py [--precisions fp32 bf16] [--batch-size 64]
 
 The default precision is the faster one if it loses at most 0.005 ndcg@10.
 """
@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from embedtune.data import read_corpus, read_qrels, read_queries
-from embedtune.embeddings import encode
-from embedtune.evaluation import per_query_metrics, search, summarize
+from embedtune.data.beir import read_corpus, read_qrels, read_queries
+from embedtune.embed.encoder import encode
+from embedtune.evaluation.metrics import per_query_metrics, summarize
+from embedtune.evaluation.retrieval import search
 from embedtune.models import load_model
-from embedtune.stage import offline_environment
+from embedtune.runtime import offline_environment
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ of the queries itself (by query, near-duplicates kept together). The texts come 
 modules: the domain is the same on every machine with the same Python version (3.11.7 here), and needs no
 download.
 
-    python bench/stdlib_domain.py /tmp/stdlib_domain
+    python examples/stdlib_domain.py /tmp/stdlib_domain
     dvc exp run -n stdlib -S data.source=/tmp/stdlib_domain -S data.name=stdlib
 
 A sanity check that the default pipeline helps outside SciFact, not a benchmark of record: ~300 queries (below

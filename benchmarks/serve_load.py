@@ -1,10 +1,10 @@
 """Load test of `embedtune serve` on loopback: requests/s and latency at 1, 8 and 32 concurrent clients.
 
 Starts the service in-process (serving index, no experiment, so each search embeds once), fires a bounded
-number of /search requests per concurrency level from a thread pool, and writes metrics/serve.json with
+number of /search requests per concurrency level from a thread pool, and writes reports/benchmarks/serve.json with
 `rps`, `p50_ms`, `p95_ms` per level. Run after `dvc repro`:
 
-    python bench/serve_load.py [--requests 300] [--levels 1 8 32]
+    python benchmarks/serve_load.py [--requests 300] [--levels 1 8 32]
 """
 
 from __future__ import annotations
@@ -19,21 +19,22 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from embedtune import index
-from embedtune.data import read_queries
-from embedtune.serve import BackgroundServer, Experiment, SearchService
-from embedtune.stage import offline_environment
+from embedtune.data.beir import read_queries
+from embedtune.runtime import offline_environment
+from embedtune.serving.app import BackgroundServer
+from embedtune.serving.db import database_url
+from embedtune.serving.service import Experiment, SearchService
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=300, help="requests per concurrency level")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--output", type=Path, default=Path("metrics/serve.json"))
+    parser.add_argument("--output", type=Path, default=Path("reports/benchmarks/serve.json"))
     args = parser.parse_args()
     offline_environment()
     texts = [q.text for q in read_queries(Path("data/prepared/queries.jsonl")).values()]
-    server = BackgroundServer(SearchService(index.database_url(), Experiment("load-test")))
+    server = BackgroundServer(SearchService(database_url(), Experiment("load-test")))
     url = f"{server.url}/search"
     local = threading.local()
 

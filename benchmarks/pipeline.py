@@ -1,18 +1,15 @@
-"""Benchmark the whole pipeline: a full `dvc repro` from a clean state, then a no-op one.
+"""Benchmark the whole pipeline on this machine: a full `dvc repro` from a clean state, then a no-op one.
 
 Copies the repository (tracked files, no outputs) into a temporary directory beside `../shared`, runs the
-pipeline there with the committed params (or Hydra overrides given with -S), and prints per stage: wall
-time, throughput, and the ratio to this machine's arithmetic floor. Writes `metrics/bench.json`
-(`repro_s`, `encode_corpus_s`, `train_step_s`, `noop_repro_s`, `stages`). Usage:
+pipeline there with the committed params (or Hydra overrides given with -S), and prints per stage: wall time,
+and for the corpus encode its ratio to this machine's arithmetic floor, measured in the same run (the
+matrix-multiply peak of the model's largest layer shape, fp32 and bf16). Writes
+`reports/benchmarks/pipeline.json`. Usage:
 
-    python bench/pipeline.py [-S encode.precision=bf16 ...] [--output metrics/bench.json]
-    python bench/pipeline.py --in-place   # `dvc repro --force` in this checkout: updates dvc.lock and metrics/
+    python benchmarks/pipeline.py [-S encode.precision=bf16 ...] [--output reports/benchmarks/pipeline.json]
+    python benchmarks/pipeline.py --in-place   # `dvc repro --force` in this checkout: updates dvc.lock, metrics/
 
-Floor: all-MiniLM-L6-v2 costs about 21 MFLOP per token forward (about 3x that for a training step:
-forward + backward); the 2-core AMD EPYC (AVX-512 bf16) VM this project was measured on peaks near
-190 GFLOP/s in fp32 and twice that in bf16 (the performance issue's floor). The Intel Xeon VMs with AMX reach
-more on large matrix multiplies, so on them the ratio to this fixed floor overstates how close a run is:
-`cpu` in the JSON says which machine ran (`bench/encode_options.py` measures the peak of the one at hand).
+Floor: all-MiniLM-L6-v2 costs about 21 MFLOP per token forward (about 3x that for a training step).
 """
 
 from __future__ import annotations
@@ -31,7 +28,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FLOP_PER_TOKEN = 21e6
-PEAK_FLOPS = {"fp32": 190e9, "bf16": 380e9, "fp16": 380e9}
 FRESH = ("data/", "metrics/", "reports/", "models/", "dvc.lock", ".pgdata")
 
 
@@ -47,9 +43,31 @@ def _copy_repo(top: Path) -> Path:
     return root
 
 
+def matmul_peak() -> dict[str, float]:
+    """This machine's matrix-multiply throughput (FLOP/s) in fp32 and bf16, on the shape of the model's
+    feed-forward layer (16,384 tokens x 384 -> 1,536)."""
+    import torch
+
+    out = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(16384, 384, dtype=dtype), torch.randn(384, 1536, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        started, n = time.perf_counter(), 20
+        for _ in range(n):
+            a @ b
+        out[name] = 2 * 16384 * 384 * 1536 * n / (time.perf_counter() - started)
+    return out
+
+
+def count_tokens(model, texts: list[str], max_seq_length: int) -> int:
+    """Tokens the model actually reads (special tokens included, truncated at ``max_seq_length``)."""
+    encoded = model.tokenizer(texts, add_special_tokens=True, truncation=True, max_length=max_seq_length)
+    return sum(len(ids) for ids in encoded["input_ids"])
+
+
 def _cpu() -> dict[str, object]:
-    """The CPU the figures came from: this project's VMs have been AMD EPYC (AVX-512 bf16) and Intel Xeon with
-    AMX, and the same code runs at different speeds on them."""
+    """The CPU the figures came from: the same code runs at different speeds on different kinds."""
     import platform
 
     info = {"model": platform.processor() or platform.machine(), "cores": os.cpu_count(), "bf16_matmul": None}
@@ -76,10 +94,8 @@ def _stage_times(output: str) -> dict[str, float]:
 
 def _corpus_tokens(root: Path, model_spec: str, max_len: int, tail_tokens: int) -> tuple[int, int]:
     """Tokens one corpus pass reads: the documents' own (truncated at ``max_len``) and their tail views'."""
-    from encode_options import count_tokens  # bench/ is on sys.path when this script runs
-
-    from embedtune.data import read_corpus
-    from embedtune.embeddings import tail_views
+    from embedtune.data.beir import read_corpus
+    from embedtune.embed.views import tail_views
     from embedtune.models import load_model
 
     model = load_model(model_spec, max_seq_length=max_len)
@@ -92,7 +108,7 @@ def _corpus_tokens(root: Path, model_spec: str, max_len: int, tail_tokens: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-S", dest="overrides", action="append", default=[], help="Hydra override (repeatable)")
-    parser.add_argument("--output", type=Path, default=REPO / "metrics" / "bench.json")
+    parser.add_argument("--output", type=Path, default=REPO / "reports" / "benchmarks" / "pipeline.json")
     parser.add_argument("--in-place", action="store_true",
                         help="run `dvc repro --force` (every stage recomputed) in this checkout instead of a copy")
     args = parser.parse_args()
@@ -100,6 +116,7 @@ def main() -> None:
         parser.error("-S overrides need a copy; edit conf/ and run `python -m embedtune.config` instead")
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1"}
+    peak = matmul_peak()
     with contextlib.ExitStack() as stack:
         if args.in_place:
             root = REPO
@@ -108,7 +125,6 @@ def main() -> None:
             if args.overrides:
                 subprocess.run([sys.executable, "-m", "embedtune.config", *args.overrides], cwd=root, env=env,
                                check=True)
-            # A commit, not just `git init`: dvclive (the train stage's curves) fails in a repository without one.
             subprocess.run(["git", "init", "-q"], cwd=root, check=True)
             subprocess.run(["git", "add", "-A"], cwd=root, check=True)
             subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "commit", "-qm",
@@ -127,20 +143,15 @@ def main() -> None:
 
         params = yaml.safe_load((root / "params.yaml").read_text())
         stages = _stage_times(run.stdout)
-        base_embed = json.loads((root / "metrics/embed_base.json").read_text())
-        train_live = json.loads((root / "metrics/train/metrics.json").read_text())  # dvclive's summary
-        # train.soup: several runs, side by side or one after another (train.soup_processes); train_runtime is the
-        # wall time of them all, so train_step_s is the time per step of the runs together
-        runs = train_live.get("soup", {}).get("runs", 1)
-        train_s = train_live.get("soup", {}).get("train_runtime", train_live["train"]["train_runtime"])
-        steps = train_live["step"] * runs
-        remine_s = train_live["train"].get("remine_seconds", 0.0)
+        base_embed = json.loads((root / "metrics/timings/embed_base.json").read_text())
+        train = json.loads((root / "metrics/timings/train.json").read_text())
+        runs = params["train"]["soup"]  # side by side or one after another: train_seconds spans them all
         precision = base_embed["precision"]
         head_tokens, tail_tokens = _corpus_tokens(root, params["model"]["base"], params["model"]["max_seq_length"],
-                                                  params["encode"].get("tail_tokens", 0))
+                                                  params["encode"]["tail_tokens"])
         tokens = head_tokens + tail_tokens
         encode_s = base_embed["encode_seconds"]
-        floor_s = tokens * FLOP_PER_TOKEN / PEAK_FLOPS[precision]
+        floor_s = tokens * FLOP_PER_TOKEN / peak[precision]
         report = {
             "repro_s": round(repro_s, 1),
             "noop_repro_s": round(noop_s, 2),
@@ -150,12 +161,11 @@ def main() -> None:
             "encode_vs_floor": round(encode_s / floor_s, 2),
             "corpus_tokens": tokens,  # documents' own tokens + their tail views' (encode.tail_tokens)
             "tail_view_tokens": tail_tokens,
-            # a step's own time: the re-mining inside the train stage (train.remine_epochs) is counted apart
-            "train_step_s": round((train_s - remine_s) / max(1, steps), 2),
-            "train_s": round(train_s, 1),
-            "train_remine_s": remine_s,
+            "train_step_s": round(train["train_seconds"] / max(1, train["steps"] * runs), 2),  # the runs together
+            "train_s": train["train_seconds"],
             "train_runs": runs,
-            "train_processes": train_live.get("soup", {}).get("processes", 1),
+            "train_processes": train["soup_processes"],
+            "matmul_gflops": {k: round(v / 1e9, 1) for k, v in peak.items()},
             "cpu": _cpu(),
             "precision": {"encode": precision, "train": params["train"]["precision"]},
             "overrides": args.overrides,
