@@ -62,7 +62,7 @@ class Dataset:
         return list(self.corpus.values())
 
 
-def _decode_lines(path: Path) -> Iterator[tuple[int, str]]:
+def decode_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (1-based line number, text) for each non-blank line, decoding strictly as UTF-8."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -96,7 +96,7 @@ def _string_field(record: Mapping, name: str, path: Path, line: int, *, required
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, JSON object) for each record; raise InputError on malformed lines."""
-    for number, text in _decode_lines(path):
+    for number, text in decode_lines(path):
         try:
             record = json.loads(text.rstrip("\r\n"))  # else an unclosed record is reported at the next line's column 1
         except json.JSONDecodeError as exc:
@@ -157,7 +157,7 @@ def read_qrels(
     corpus_set = set(corpus_ids) if corpus_ids is not None else None
     query_set = set(query_ids) if query_ids is not None else None
     qrels: Qrels = {}
-    for line, text in _decode_lines(path):
+    for line, text in decode_lines(path):
         cells = text.rstrip("\r\n").split("\t")
         if line == 1 and cells[0].strip().lower() in {"query-id", "query_id", "qid"}:
             continue

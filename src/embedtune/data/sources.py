@@ -31,7 +31,7 @@ from embedtune.data.beir import (
     Dataset,
     Document,
     Query,
-    _decode_lines,
+    decode_lines,
     iter_jsonl,
     read_corpus,
     read_qrels,
@@ -78,7 +78,7 @@ def _iter_table(path: Path) -> Iterator[tuple[int, dict]]:
     if path.suffix == ".jsonl":
         yield from iter_jsonl(path)
     elif path.suffix == ".csv":
-        text = "".join(line for _, line in _decode_lines(path))  # strict UTF-8, errors name the line
+        text = "".join(line for _, line in decode_lines(path))  # strict UTF-8, errors name the line
         reader = csv.DictReader(io.StringIO(text))
         try:
             for row in reader:
@@ -163,7 +163,7 @@ class _Builder:
 def _columns(path: Path) -> list[str] | None:
     """The header of a CSV or Parquet table (None for JSONL, whose records each name their own fields)."""
     if path.suffix == ".csv":
-        for _, text in _decode_lines(path):
+        for _, text in decode_lines(path):
             return next(csv.reader([text]), [])
         return []
     if path.suffix == ".parquet":
