@@ -1,7 +1,7 @@
 """Simulated A/B test on the demo domain: base model (control) vs the pipeline's fine-tuned model (treatment).
 
 Indexes the base model's corpus vectors as a version (if not yet), serves both arms with team-draft
-interleaving (or bucket mode) on loopback, lets simulated users (embedtune.simulate) search the held-out test
+interleaving (or bucket mode) on loopback, lets simulated users (embedtune.serving.simulate) search the held-out test
 queries and click relevant documents, and prints `embedtune ab report`. Run after `dvc repro`:
 
     python benchmarks/ab_simulation.py [--mode interleave|bucket] [--searches 900] [--output reports/benchmarks/ab_simulation.json]

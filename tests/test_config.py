@@ -67,3 +67,14 @@ def test_the_committed_params_follow_the_schema() -> None:
 
     params = load_params(REPO / "params.yaml")
     assert set(params) == set(SCHEMA)  # every group is set, so `dvc exp show` shows every knob
+
+
+def test_a_config_hydra_cannot_compose_is_a_config_error(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    with pytest.raises(ConfigError, match="cannot compose the parameters"):
+        compose_params(["data=no_such_group"], config_dir=tmp_path / "conf")
+    (tmp_path / "conf" / "data" / "scifact.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot compose the parameters"):
+        compose_params(config_dir=tmp_path / "conf")

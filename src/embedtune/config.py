@@ -97,9 +97,12 @@ def compose_params(overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR)
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    with initialize_config_dir(str(Path(config_dir).resolve()), version_base=None):
-        cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides))
-    OmegaConf.resolve(cfg)
+    try:
+        with initialize_config_dir(str(Path(config_dir).resolve()), version_base=None):
+            cfg = compose(config_name=CONFIG_NAME, overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except Exception as exc:  # noqa: BLE001 - Hydra, OmegaConf and YAML each raise their own types for a bad config
+        raise ConfigError(f"{config_dir}: cannot compose the parameters: {exc}") from None
     return OmegaConf.to_yaml(cfg)
 
 
@@ -112,4 +115,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as exc:
+        sys.exit(f"error: {exc}")

@@ -67,7 +67,7 @@ class LexicalFusion:
 
     Dividing by the query's best score puts BM25 on a 0..1 scale whatever the query's length and terms, so one
     weight serves every query; dense scores are cosines. Hybrid search adds this to each document's dense score
-    (``evaluation.search(lexical=...)``); ``run`` ranks by BM25 alone, for comparison.
+    (``evaluation.retrieval.search(lexical=...)``); ``run`` ranks by BM25 alone, for comparison.
     """
 
     def __init__(self, ranker: BM25Ranker, corpus_ids: Sequence[str], query_texts: Mapping[str, str], *,

@@ -60,6 +60,17 @@ def test_the_schema_is_applied_once_and_readers_need_it(empty_db_url: str) -> No
         assert serving_version(conn) is None
 
 
+def test_a_pre_release_database_is_refused_with_what_to_do(empty_db_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:  # tables as code before versioned schemas made them
+        conn.execute("CREATE TABLE embedtune_versions (version text PRIMARY KEY)")
+    for migrating in (True, False):
+        with pytest.raises(IndexError_, match=r"pre-release schema, not migrated\): use a fresh database"), \
+                connect(empty_db_url, migrate_schema=migrating):
+            pass
+
+
 def test_a_database_newer_than_the_code_is_refused(db_url: str) -> None:
     from embedtune.serving.db import SCHEMA_VERSION, migrate
 

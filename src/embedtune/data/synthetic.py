@@ -7,7 +7,7 @@ Two generators behind one interface (:class:`QueryGenerator`):
   Supervised Open Domain Question Answering"): a sentence of the passage acts as the query for the passage.
   Sentences are picked by position and length (abstracts state their finding first or last), and very short
   or very long ones are skipped.
-* :class:`LLMGenerator` (in :mod:`embedtune.llm`) asks any OpenAI-compatible endpoint.
+* :class:`LLMGenerator` (in :mod:`embedtune.data.llm`) asks any OpenAI-compatible endpoint.
 
 Whatever the generator, :func:`round_trip_filter` keeps a query only if the base model ranks its own document
 in the top k for it (round-trip consistency, as in Alberti et al., 2019): a query its document cannot be

@@ -6,7 +6,7 @@ than the transformers 5 this project runs on; so the export is done directly: th
 :class:`OnnxEncoder` re-applies the model's pooling and normalisation around an onnxruntime session.
 
 The export remembers the fingerprint of the model it came from, so the index guard can accept its query
-vectors for the index built with that model (``benchmarks/onnx.py`` measures their quality and speed against
+vectors for the index built with that model (``benchmarks/onnx_int8.py`` measures their quality and speed against
 PyTorch's).
 """
 

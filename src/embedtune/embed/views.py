@@ -98,7 +98,7 @@ def encode_tail_views(model: SentenceTransformer, titles: Sequence[str], bodies:
 def view_layout(meta: dict) -> str:
     """A name for how the embed stage read the documents (its ``meta.json``): ``""`` for one vector per document,
     ``tail128`` when long ones also got a vector for their title and last 128 tokens. Index versions are
-    named by it (``index.table_for``)."""
+    named by it (``serving.versions.table_for``)."""
     tail_tokens = int(meta.get("tail_tokens") or 0)
     return f"tail{tail_tokens}" if tail_tokens > 0 else ""
 

@@ -54,7 +54,7 @@ def report(conn, experiment: str) -> dict:
 
 
 def export_clicks(conn, experiment: str, path: Path) -> int:
-    """Write the experiment's searches in the click-log format (:mod:`embedtune.sources`) for retraining."""
+    """Write the experiment's searches in the click-log format (:mod:`embedtune.data.sources`) for retraining."""
     n = 0
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:

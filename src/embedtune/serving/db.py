@@ -54,6 +54,15 @@ def schema_version(conn: Any) -> int:
     return int(conn.execute("SELECT coalesce(max(version), 0) FROM embedtune_schema").fetchone()[0])
 
 
+def _refuse_pre_release(conn: Any) -> None:
+    """A database with embedtune's tables but no recorded schema version was made by a pre-release version,
+    whose schema is not migrated: say so instead of failing on the first CREATE TABLE."""
+    if conn.execute("SELECT to_regclass('embedtune_versions')").fetchone()[0] is not None:
+        raise IndexError_("the database holds embedtune tables from before schema versions were recorded (a "
+                          "pre-release schema, not migrated): use a fresh database, or drop the embedtune_* and "
+                          "emb_* tables (`embedtune ab export` the A/B logs first if they are needed)")
+
+
 def migrate(conn: Any) -> int:
     """Bring the database to ``SCHEMA_VERSION`` in one transaction (a no-op when it is there); returns how many
     migration scripts ran."""
@@ -65,6 +74,8 @@ def migrate(conn: Any) -> int:
         if current > SCHEMA_VERSION:
             raise IndexError_(f"the database's embedtune schema is at version {current}, newer than this code's "
                               f"{SCHEMA_VERSION}: upgrade embedtune")
+        if current == 0:
+            _refuse_pre_release(conn)
         for version in range(current + 1, SCHEMA_VERSION + 1):
             conn.execute((Path(__file__).parent / SCHEMA_FILES[version]).read_text(encoding="utf-8"))
             conn.execute("INSERT INTO embedtune_schema (version) VALUES (%s)", (version,))
@@ -88,6 +99,7 @@ def connect(url: str | None = None, *, migrate_schema: bool = False) -> Iterator
         if migrate_schema:
             migrate(conn)
         elif (found := schema_version(conn)) == 0:
+            _refuse_pre_release(conn)
             raise IndexError_(f"the database ({redact(url)}) holds no embedtune index yet: run `dvc repro` (its "
                               "reindex stage creates one) or `embedtune migrate`")
         elif found != SCHEMA_VERSION:

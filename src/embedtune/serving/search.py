@@ -106,7 +106,7 @@ def hybrid_search(
     ef_search: int = 100,
     version: str | None = None,
 ) -> tuple[str, list[Hit]]:
-    """``search`` fused with BM25 as the evaluation fuses them (``evaluation.search(lexical=...)``): a document
+    """``search`` fused with BM25 as the evaluation fuses them (``evaluation.retrieval.search(lexical=...)``): a document
     scores its dense score (its best vector) + ``lexical_weight`` x its BM25 score / the query's best BM25 score.
 
     The fused ranking is computed over the union of the dense search's ``candidates`` nearest documents and
