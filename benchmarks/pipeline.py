@@ -105,6 +105,18 @@ def _corpus_tokens(root: Path, model_spec: str, max_len: int, tail_tokens: int) 
     return count_tokens(model, [d.full_text for d in docs], max_len), count_tokens(model, views, max_len)
 
 
+def _train_step_vs_probe(train: dict, runs: int) -> dict[str, float]:
+    """A soup run's time per step (runs side by side share the wall clock) against the step the train stage's
+    precision probe timed alone at the chosen precision, with the same threads; empty where nothing was probed."""
+    choice = train.get("precision", {})
+    if choice.get("chosen_by") != "measured":
+        return {}
+    run_step = train["train_seconds"] * train["soup_processes"] / max(1, train["steps"] * runs)
+    probe_step = choice["step_seconds"][choice["precision"]]
+    return {"train_run_step_s": round(run_step, 2), "train_probe_step_s": probe_step,
+            "train_run_step_vs_probe": round(run_step / probe_step, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-S", dest="overrides", action="append", default=[], help="Hydra override (repeatable)")
@@ -162,12 +174,14 @@ def main() -> None:
             "corpus_tokens": tokens,  # documents' own tokens + their tail views' (encode.tail_tokens)
             "tail_view_tokens": tail_tokens,
             "train_step_s": round(train["train_seconds"] / max(1, train["steps"] * runs), 2),  # the runs together
+            **_train_step_vs_probe(train, runs),
             "train_s": train["train_seconds"],
             "train_runs": runs,
             "train_processes": train["soup_processes"],
             "matmul_gflops": {k: round(v / 1e9, 1) for k, v in peak.items()},
             "cpu": _cpu(),
-            "precision": {"encode": precision, "train": params["train"]["precision"]},
+            "precision": {"encode": precision, "train": train.get("precision", {}).get("precision",
+                                                                                   params["train"]["precision"])},
             "overrides": args.overrides,
             "stages": stages,
             "ndcg@10": json.loads((root / "metrics/finetuned.json").read_text())["ndcg@10"],
@@ -179,6 +193,10 @@ def main() -> None:
     print(f"full dvc repro {report['repro_s']:.0f} s; no-op repro {report['noop_repro_s']:.1f} s")
     print(f"corpus encode {encode_s:.1f} s = {report['encode_tokens_per_s']:,.0f} tokens/s; floor {floor_s:.0f} s "
           f"({precision}); {report['encode_vs_floor']:.2f}x the floor")
+    if "train_run_step_vs_probe" in report:
+        print(f"train: a run's step {report['train_run_step_s']:.2f} s against the same step timed alone "
+              f"{report['train_probe_step_s']:.2f} s ({report['precision']['train']}): "
+              f"{report['train_run_step_vs_probe']:.2f}x")
     print(f"train step {report['train_step_s']:.2f} s; ndcg@10 {report['baseline_ndcg@10']} -> {report['ndcg@10']}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -52,7 +52,8 @@ def main() -> None:
             model_path=args.output,
         )
     write_json_atomic(args.timings, {"train_seconds": stats["train_seconds"], "steps": stats["steps"],
-                                     "soup_processes": stats.get("soup_processes", 1), "device": stats["device"]})
+                                     "soup_processes": stats.get("soup_processes", 1), "device": stats["device"],
+                                     "precision": stats["precision_choice"]})
     log.info("trained: %s", {k: v for k, v in stats.items() if k not in TIMING_STATS})
 
 

@@ -38,7 +38,8 @@ def test_a_soup_saves_the_mean_of_runs_that_differ_only_in_their_seed(tmp_path, 
     stats = train_soup(BASE, dataset, config, tmp_path / "soup", tmp_path / "live", max_seq_length=32)
     threads = soup_threads(processes) if processes > 1 else None
     alone = [load_model(str(tmp_path / f"run{seed}")).state_dict() for seed in (1, 1 + SOUP_SEED_STEP)
-             if train_model(BASE, dataset, TrainConfig.from_params(SOUP_SETTINGS, seed=seed), tmp_path / f"run{seed}",
+             if train_model(BASE, dataset, TrainConfig.from_params({**SOUP_SETTINGS, "precision": stats["precision"]},
+                                                                   seed=seed), tmp_path / f"run{seed}",
                             tmp_path / f"live{seed}", max_seq_length=32, threads=threads)]
     soup = load_model(str(tmp_path / "soup")).state_dict()
     assert any(not torch.equal(alone[0][n], alone[1][n]) for n in soup if soup[n].is_floating_point())  # two draws
@@ -61,7 +62,7 @@ def test_a_soup_run_that_fails_in_its_process_stops_the_stage_with_its_message(t
     clear line naming the run, and no scratch directory is left."""
     from embedtune.train.soup import train_soup
 
-    config = TrainConfig.from_params({**SOUP_SETTINGS, "soup": 2, "soup_processes": 2}, seed=1)
+    config = TrainConfig.from_params({**SOUP_SETTINGS, "soup": 2, "soup_processes": 2, "precision": "fp32"}, seed=1)
     with pytest.raises(EmbedtuneError, match=r"soup run \d of 2: .*no-such-model"):
         train_soup(str(tmp_path / "no-such-model"), soup_dataset(), config, tmp_path / "soup", tmp_path / "live")
     assert not list(tmp_path.glob(".soup.*"))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from embedtune.runtime import prepare_worker
 from embedtune.train.config import TrainConfig
+from embedtune.train.precision import choose_train_precision
 from embedtune.train.trainer import train_model
 from embedtune.workers import Job, cpu_cores, run_workers
 
@@ -129,18 +130,35 @@ def train_soup(
     **options: Any,
 ) -> dict[str, Any]:
     """``train_model`` ``config.soup`` times and save the mean of the runs' weights in ``output_dir`` (with one
-    run, exactly ``train_model``). Returns the first run's statistics, with ``train_seconds`` for all runs and,
-    for a soup, ``soup``: each run's seed, final and mean loss, and how many trained at once.
+    run, exactly ``train_model``), in the precision ``choose_train_precision`` picks for the threads each run
+    gets. Returns the first run's statistics with ``precision`` (the one trained in) and ``precision_choice``
+    (how it was chosen, with the probe's timings); for a soup also ``train_seconds`` for all runs and ``soup``:
+    each run's seed, final and mean loss, and how many trained at once.
 
     Run 1 writes its curves to ``live_dir`` as usual; run k's go beside them (``plots/metrics/soup_run<k>/``)
     and the dvclive summary gains ``soup`` (runs, processes), so `dvc plots` and `dvc metrics` show every run.
     Runs k >= 2 train in ``output_dir``'s parent (no temp directory elsewhere: a model is ~90 MB).
     """
-    from embedtune.models import load_model, pick_device
+    from embedtune.models import pick_device
 
+    device = pick_device(options.get("device", "auto"))
+    processes = resolve_soup_processes(config, device)
+    threads = soup_threads(processes) if processes > 1 else options.get("threads") or cpu_cores()
+    precision, choice = choose_train_precision(base_model, dataset, config, device, threads=threads,
+                                               max_seq_length=options.get("max_seq_length"))
+    config = replace(config, precision=precision)
     if config.soup == 1:
-        return train_model(base_model, dataset, config, output_dir, live_dir, **options)
-    processes = resolve_soup_processes(config, pick_device(options.get("device", "auto")))
+        stats = train_model(base_model, dataset, config, output_dir, live_dir, **options)
+    else:
+        stats = _soup(base_model, dataset, config, output_dir, live_dir, processes, options)
+    return {**stats, "precision": precision, "precision_choice": choice}
+
+
+def _soup(base_model: str, dataset: HFDataset, config: TrainConfig, output_dir: Path, live_dir: Path,
+          processes: int, options: dict[str, Any]) -> dict[str, Any]:
+    """``train_soup`` for two or more runs, ``processes`` of them at a time."""
+    from embedtune.models import load_model
+
     with tempfile.TemporaryDirectory(prefix=".soup.", dir=Path(output_dir).parent) as scratch:
         runs = [(base_model, dataset, replace(config, seed=config.seed + SOUP_SEED_STEP * (k - 1)),
                  *((output_dir, live_dir) if k == 1 else (Path(scratch) / f"run{k}", Path(scratch) / f"live{k}")))

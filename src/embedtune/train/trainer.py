@@ -17,6 +17,7 @@ from embedtune.mining import MinedExample
 from embedtune.train.config import TrainConfig, planned_steps
 from embedtune.train.live import live_callback
 from embedtune.train.loss import build_loss, check_rows
+from embedtune.train.precision import choose_train_precision
 from embedtune.workers import cpu_cores
 
 if TYPE_CHECKING:
@@ -24,10 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Wall-clock measurements in ``train_model``'s stats: they differ between two runs that train the same weights, so
-# they stay out of the model directory (whose hash then changes only with the weights); the stage writes them to
-# its timings file.
-TIMING_STATS = ("train_seconds", "train_interval")
+# Wall-clock measurements in the training stats (``train_model``'s, and the precision probe's in ``train_soup``'s):
+# they differ between two runs that train the same weights, so they stay out of the model directory (whose hash then
+# changes only with the weights); the stage writes them to its timings file.
+TIMING_STATS = ("train_seconds", "train_interval", "precision_choice")
 
 
 def build_training_dataset(
@@ -99,6 +100,7 @@ def train_model(
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` on ``dataset``, save it to ``output_dir`` and its curves to ``live_dir``; returns
     training statistics. ``threads``: CPU threads for the arithmetic (default: every core this process may use).
+    ``train.precision: auto`` is measured here (``choose_train_precision``) unless the caller resolved it.
     """
     check_rows(config, dataset.column_names)
     import torch
@@ -107,9 +109,12 @@ def train_model(
 
     from embedtune.models import load_model, pick_device
 
+    device = pick_device(device)
+    if config.precision == "auto":
+        config = replace(config, precision=choose_train_precision(
+            base_model, dataset, config, device, max_seq_length=max_seq_length, threads=threads or cpu_cores())[0])
     set_seed(config.seed)
     torch.set_num_threads(threads or cpu_cores())
-    device = pick_device(device)
     model = load_model(base_model, device=device, max_seq_length=max_seq_length)
     guide = None
     if config.loss == "gist":
