@@ -225,6 +225,8 @@ def serve(
     ef_search: int = typer.Option(80),
     onnx: Path | None = typer.Option(None, help="embed control-arm queries with this ONNX export (int8)"),
     lexical_weight: float | None = typer.Option(None, help=LEXICAL_WEIGHT_HELP),
+    max_batch: int = typer.Option(64, min=1, help="concurrent requests' queries encoded in one forward pass, at "
+                                                   "most this many (1: each alone)"),
 ) -> None:
     """Run the HTTP search service (GET /search, POST /click, a search page at /, OpenAPI at /docs)."""
     import uvicorn
@@ -235,7 +237,7 @@ def serve(
 
     service = SearchService(database_url(), Experiment(experiment, mode, control, treatment, share),
                             ef_search=ef_search, onnx={"control": onnx} if onnx else None,
-                            lexical_weight=_lexical_weight(lexical_weight))
+                            lexical_weight=_lexical_weight(lexical_weight), max_batch=max_batch)
     typer.echo(f"serving experiment {experiment!r} ({mode}): " +
                ", ".join(f"{n}={a.version}" for n, a in service.arms.items()) + f" on http://{host}:{port}/")
     # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found. Python's default

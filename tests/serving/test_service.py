@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,8 @@ def test_search_click_and_bad_requests(db_url: str, versions) -> None:
             "huge query": requests.get(f"{server.url}/search", params={"q": "x" * 1500}),
             "huger query": requests.get(f"{server.url}/search", params={"q": "x" * 5000}),
             "k out of range": requests.get(f"{server.url}/search", params={"q": "a", "k": 0}),
+            "NUL in the query": requests.get(f"{server.url}/search", params={"q": "vitamin\x00D"}),
+            "NUL in the user": requests.get(f"{server.url}/search", params={"q": "vitamin D", "user": "u\x00"}),
             "no query": requests.get(f"{server.url}/search"),
             "unknown impression": requests.post(f"{server.url}/click", json={
                 "impression_id": "00000000-0000-0000-0000-000000000000", "doc_id": first}),
@@ -248,3 +251,45 @@ def test_hybrid_service_serves_the_fused_ranking(db_url: str, versions, models) 
         assert [h.score for h in fused] != [h.score for h in dense]  # the words added to the scores
     finally:
         service.close()
+
+
+
+def _at_once(url: str, queries: list[str]) -> list[requests.Response]:
+    """GET /search for every query from its own thread, all released together."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(len(queries))
+
+    def one(query: str) -> requests.Response:
+        start.wait()
+        return requests.get(f"{url}/search", params={"q": query, "k": 10}, timeout=60)
+
+    with ThreadPoolExecutor(len(queries)) as pool:
+        return list(pool.map(one, queries))
+
+
+def test_concurrent_requests_are_batched_and_rank_as_the_unbatched_path(db_url: str, versions) -> None:
+    """32 requests at once to a hybrid service: their queries reach the model in batches larger than one, and each
+    ranking is the one the unbatched path (each query encoded alone) serves: same ids, same order. Every response
+    says where its time went (Server-Timing)."""
+    rows = [json.loads(line) for line in (SCIFACT / "queries.jsonl").read_text().splitlines()[:32]]
+    queries = [r["text"] for r in rows]
+    rankings = {}
+    for name, max_batch in (("unbatched", 1), ("batched", 64)):
+        server = BackgroundServer(SearchService(db_url, Experiment(f"batch-{name}"), lexical_weight=0.3,
+                                                max_batch=max_batch))
+        try:
+            responses = _at_once(server.url, queries)
+            assert all(r.status_code == 200 for r in responses)
+            rankings[name] = [[h["id"] for h in r.json()["results"]] for r in responses]
+            timing = dict(part.split(";dur=") for part in responses[0].headers["Server-Timing"].split(", "))
+            assert {"encode", "vector", "bm25", "log", "total"} <= set(timing)
+            batches = requests.get(f"{server.url}/healthz").json()["query_batches"]["control"]
+        finally:
+            server.stop()
+        if name == "batched":
+            assert max(int(size) for size in batches) > 1, batches
+            assert sum(int(size) * count for size, count in batches.items()) == len(queries)
+        else:
+            assert batches == {}
+    assert rankings["batched"] == rankings["unbatched"]

@@ -1,7 +1,8 @@
 """``embedtune serve``: the search service over HTTP.
 
 * ``GET /search?q=...&k=10&user=...`` ranks (``SearchService.search``); every response carries an
-  ``impression_id``.
+  ``impression_id``, and a ``Server-Timing`` header with the milliseconds spent encoding, in vector search, in
+  BM25, logging and in all (a browser's developer tools show them; the load benchmark adds them up).
 * ``POST /click`` ``{"impression_id": ..., "doc_id": ...}`` records a click.
 * ``GET /`` is a small search page (``static/index.html``); ``GET /docs`` the OpenAPI UI.
 """
@@ -42,12 +43,16 @@ def create_app(service: SearchService):
     @app.get("/healthz")
     def health() -> dict:
         return {"ok": True, "experiment": service.experiment.name, "mode": service.experiment.mode,
-                "arms": {name: arm.version for name, arm in service.arms.items()}}
+                "arms": {name: arm.version for name, arm in service.arms.items()},
+                "query_batches": service.query_batches()}
 
-    @app.get("/search")
+    @app.get("/search", response_model=None)
     def search(q: str = Query(..., max_length=MAX_QUERY_CHARS * 2), k: int = Query(10, ge=1, le=MAX_K),
-               user: str | None = Query(None, max_length=200)) -> dict:
-        return service.search(q, k, user)
+               user: str | None = Query(None, max_length=200)):
+        timings: dict[str, float] = {}
+        result = service.search(q, k, user, timings=timings)
+        return JSONResponse(result, headers={
+            "Server-Timing": ", ".join(f"{name};dur={ms:.2f}" for name, ms in timings.items())})
 
     @app.post("/click")
     def click(body: ClickIn) -> dict:

@@ -6,6 +6,7 @@ the query model's fingerprint is the version's (:class:`FingerprintMismatch`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,21 +30,14 @@ class Hit:
     text: str
 
 
-def search(
-    conn,
-    query_vector: np.ndarray,
-    *,
-    model_fingerprint: str,
-    k: int = 10,
-    ef_search: int = 100,
-    version: str | None = None,
-) -> tuple[str, list[Hit]]:
-    """Nearest documents in the serving index (or ``version``), refusing a query from another model.
+def _nearest(conn, query_vector: np.ndarray, *, model_fingerprint: str, n: int, ef_search: int,
+             version: str | None) -> tuple[str, dict[str, float]]:
+    """The version searched and its ``n`` nearest documents' dense scores (cosine; a document with several
+    vectors scores as its best one, MaxP), refusing a query from another model.
 
-    A document with several vectors (``load_version``'s views) scores as its best one (MaxP): the search
-    takes the ``k * MAX_VIEWS`` nearest vectors, so at least ``k`` distinct documents, and keeps each
-    document's best. An HNSW scan returns at most ``hnsw.ef_search`` rows, so ``ef_search`` is raised to
-    ``k * MAX_VIEWS`` when it is lower (pgvector's limit, 1000, caps it)."""
+    The search takes the ``n * MAX_VIEWS`` nearest vectors, so at least ``n`` distinct documents. An HNSW scan
+    returns at most ``hnsw.ef_search`` rows, so ``ef_search`` is raised to ``n * MAX_VIEWS`` when it is lower
+    (pgvector's limit, 1000, caps it). Only ids and distances travel: texts are fetched for the final ranking."""
     with conn.transaction():
         target = version or serving_version(conn)
         if target is None:
@@ -60,17 +54,41 @@ def search(
             )
         if len(query_vector) != info[1]:
             raise FingerprintMismatch(f"query vector has {len(query_vector)} dimensions, index {target} has {info[1]}")
-        documents = documents_table(target)  # checks the name too, before it goes into SQL
-        conn.execute(f"SET LOCAL hnsw.ef_search = {min(MAX_EF_SEARCH, max(int(ef_search), int(k) * MAX_VIEWS))}")
+        documents_table(target)  # checks the name, before it goes into SQL
+        conn.execute(f"SET LOCAL hnsw.ef_search = {min(MAX_EF_SEARCH, max(int(ef_search), int(n) * MAX_VIEWS))}")
         vector = np.asarray(query_vector, dtype=np.float32)
         rows = conn.execute(
-            f"WITH hits AS (SELECT id, embedding <=> %s AS distance FROM {target} ORDER BY embedding <=> %s LIMIT %s), "
-            "best AS (SELECT id, min(distance) AS distance FROM hits GROUP BY id) "
-            "SELECT best.id, coalesce(d.title, ''), coalesce(d.text, ''), 1 - best.distance FROM best "
-            f"LEFT JOIN {documents} d USING (id) ORDER BY best.distance, best.id LIMIT %s",
-            (vector, vector, int(k) * MAX_VIEWS, int(k)),
+            f"SELECT id, 1 - min(distance) FROM (SELECT id, embedding <=> %s AS distance FROM {target} "
+            "ORDER BY embedding <=> %s LIMIT %s) hits GROUP BY id ORDER BY min(distance), id LIMIT %s",
+            (vector, vector, int(n) * MAX_VIEWS, int(n)),
         ).fetchall()
-    return target, [Hit(id=r[0], title=r[1], text=r[2], score=float(r[3])) for r in rows]
+    return target, {r[0]: float(r[1]) for r in rows}
+
+
+def _hits(conn, target: str, scores: dict[str, float], k: int) -> list[Hit]:
+    """The ``k`` best of ``scores`` (ties by id) as hits with their titles and texts, in one query."""
+    best = sorted(scores, key=lambda doc_id: (-scores[doc_id], doc_id))[:k]
+    texts = {r[0]: (r[1], r[2]) for r in conn.execute(
+        f"SELECT id, coalesce(title, ''), coalesce(text, '') FROM {documents_table(target)} WHERE id = ANY(%s)",
+        (best,)).fetchall()}
+    return [Hit(id=doc_id, title=texts.get(doc_id, ("", ""))[0], text=texts.get(doc_id, ("", ""))[1],
+                score=scores[doc_id]) for doc_id in best]
+
+
+def search(
+    conn,
+    query_vector: np.ndarray,
+    *,
+    model_fingerprint: str,
+    k: int = 10,
+    ef_search: int = 100,
+    version: str | None = None,
+) -> tuple[str, list[Hit]]:
+    """The ``k`` nearest documents in the serving index (or ``version``), refusing a query from another model
+    (``_nearest``: a document scores as its best vector)."""
+    target, scores = _nearest(conn, query_vector, model_fingerprint=model_fingerprint, n=k, ef_search=ef_search,
+                              version=version)
+    return target, _hits(conn, target, scores, k)
 
 
 class LexicalIndex:
@@ -105,6 +123,7 @@ def hybrid_search(
     candidates: int = 100,
     ef_search: int = 100,
     version: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[str, list[Hit]]:
     """``search`` fused with BM25 as the evaluation fuses them (``evaluation.retrieval.search(lexical=...)``): a document
     scores its dense score (its best vector) + ``lexical_weight`` x its BM25 score / the query's best BM25 score.
@@ -113,32 +132,40 @@ def hybrid_search(
     BM25's ``candidates`` best (with any tied at the last place); a document only BM25 found gets its exact dense
     score from its own vectors.
     With ``lexical_weight`` 0 it is ``search`` (``lexical`` may then be None); otherwise ``lexical`` is the BM25
-    index of the version searched (``version``, default: the one ``lexical`` was built for)."""
+    index of the version searched (``version``, default: the one ``lexical`` was built for).
+    ``timings``, when given, gains the milliseconds spent in vector search (``vector``) and in BM25 (``bm25``)."""
     from embedtune.lexical import LexicalFusion, check_lexical_weight
 
+    started = time.perf_counter()
     if check_lexical_weight(lexical_weight) == 0:
-        return search(conn, query_vector, model_fingerprint=model_fingerprint, k=k, ef_search=ef_search,
-                      version=version)
+        result = search(conn, query_vector, model_fingerprint=model_fingerprint, k=k, ef_search=ef_search,
+                        version=version)
+        add_ms(timings, "vector", started)
+        return result
     if lexical is None or (version is not None and version != lexical.version):
         raise ValueError(f"hybrid search of {version!r} needs that version's LexicalIndex")
-    fusion = LexicalFusion(lexical.ranker, lexical.ids, {"q": query_text}, weight=lexical_weight)
-    target, dense_hits = search(conn, query_vector, model_fingerprint=model_fingerprint, k=max(k, candidates),
-                                ef_search=ef_search, version=lexical.version)
-    bonus = fusion.scores(["q"])[0]
-    row = lexical.rows
-    hits = {h.id: h for h in dense_hits}
+    target, scores = _nearest(conn, query_vector, model_fingerprint=model_fingerprint, n=max(k, candidates),
+                              ef_search=ef_search, version=lexical.version)
+    started = add_ms(timings, "vector", started)
+    bonus = LexicalFusion(lexical.ranker, lexical.ids, {"q": query_text}, weight=lexical_weight).scores(["q"])[0]
+    started = add_ms(timings, "bm25", started)
     # BM25's best: every document scoring at least its ``candidates``-th best score (ties kept: deterministic)
     floor = np.partition(bonus, len(bonus) - candidates)[len(bonus) - candidates] if candidates < len(bonus) else 0.0
-    lexical_best = [lexical.ids[i] for i in np.flatnonzero((bonus >= floor) & (bonus > 0))]
-    missing = [doc_id for doc_id in lexical_best if doc_id not in hits]
-    if missing:
-        vector = np.asarray(query_vector, dtype=np.float32)
-        rows = conn.execute(
-            f"SELECT e.id, coalesce(d.title, ''), coalesce(d.text, ''), 1 - min(e.embedding <=> %s) FROM {target} e "
-            f"LEFT JOIN {lexical.documents} d USING (id) WHERE e.id = ANY(%s) GROUP BY e.id, d.title, d.text",
-            (vector, missing)).fetchall()
-        hits.update({r[0]: Hit(id=r[0], title=r[1], text=r[2], score=float(r[3])) for r in rows})
-    fused = [Hit(id=h.id, title=h.title, text=h.text, score=h.score + float(bonus[row[h.id]]) if h.id in row else h.score)
-             for h in hits.values()]
-    fused.sort(key=lambda h: (-h.score, h.id))
-    return target, fused[:k]
+    missing = [lexical.ids[i] for i in np.flatnonzero((bonus >= floor) & (bonus > 0)) if lexical.ids[i] not in scores]
+    if missing:  # their exact dense scores, from their own vectors
+        scores.update({r[0]: float(r[1]) for r in conn.execute(
+            f"SELECT id, 1 - min(embedding <=> %s) FROM {target} WHERE id = ANY(%s) GROUP BY id",
+            (np.asarray(query_vector, dtype=np.float32), missing)).fetchall()})
+    fused = {doc_id: score + float(bonus[lexical.rows[doc_id]]) if doc_id in lexical.rows else score
+             for doc_id, score in scores.items()}
+    hits = _hits(conn, target, fused, k)
+    add_ms(timings, "vector", started)  # the exact dense scores of BM25's own candidates, and the texts
+    return target, hits
+
+
+def add_ms(timings: dict[str, float] | None, name: str, started: float) -> float:
+    """Add the milliseconds since ``started`` to ``timings[name]`` (when timings are kept); returns now."""
+    now = time.perf_counter()
+    if timings is not None:
+        timings[name] = timings.get(name, 0.0) + (now - started) * 1000
+    return now

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from embedtune.errors import EmbedtuneError
 from embedtune.serving import abtest
+from embedtune.serving.batching import DEFAULT_MAX_BATCH, DEFAULT_WINDOW_MS, QueryBatcher
 from embedtune.serving.db import connect
-from embedtune.serving.search import FingerprintMismatch, Hit, LexicalIndex, hybrid_search
+from embedtune.serving.search import FingerprintMismatch, Hit, LexicalIndex, add_ms, hybrid_search
 from embedtune.serving.versions import Version, get_version, query_precision, serving_version
 
 MAX_QUERY_CHARS = 1000
@@ -59,13 +62,21 @@ class Arm:
     version: str
     fingerprint: str
     embed: Any  # callable: list of texts -> unit vectors (PyTorch model or ONNX export)
+    batcher: QueryBatcher | None = None  # concurrent requests' queries encoded together (None: each alone)
+
+    def embed_query(self, text: str) -> Any:
+        return self.batcher.encode(text) if self.batcher is not None else self.embed([text])[0]
 
 
 class SearchService:
-    """The service's logic, independent of HTTP (the FastAPI app in ``serving.app`` is a thin layer over it)."""
+    """The service's logic, independent of HTTP (the FastAPI app in ``serving.app`` is a thin layer over it).
+
+    ``max_batch``: concurrent requests' queries are encoded together, up to this many per forward pass
+    (``serving.batching``); 1 encodes each request's query alone, in its own thread."""
 
     def __init__(self, url: str, experiment: Experiment, *, ef_search: int = 80, pool_size: int = 8,
-                 onnx: dict[str, Path] | None = None, lexical_weight: float = 0.0) -> None:
+                 onnx: dict[str, Path] | None = None, lexical_weight: float = 0.0,
+                 max_batch: int = DEFAULT_MAX_BATCH, window_ms: float = DEFAULT_WINDOW_MS) -> None:
         from pgvector.psycopg import register_vector
         from psycopg_pool import ConnectionPool
 
@@ -80,6 +91,10 @@ class SearchService:
             models: dict[str, Any] = {}
             self.arms = {name: _arm(name, version, (onnx or {}).get(name), models)
                          for name, version in versions.items()}
+            if max_batch > 1:
+                for arm in self.arms.values():
+                    arm.batcher = QueryBatcher(arm.embed, max_batch=max_batch, window_ms=window_ms,
+                                               name=f"query-batcher-{arm.name}")
             # hybrid search: a BM25 index of each arm's documents, built once (search.hybrid_search)
             self.lexical: dict[str, LexicalIndex] = {}
             for arm in self.arms.values():
@@ -89,18 +104,36 @@ class SearchService:
                                    configure=register_vector, open=True)
 
     def close(self) -> None:
+        for arm in self.arms.values():
+            if arm.batcher is not None:
+                arm.batcher.close()
         self.pool.close()
+
+    def query_batches(self) -> dict[str, dict[int, int]]:
+        """Per arm, how many query batches of each size were encoded (empty without batching)."""
+        return {name: dict(sorted((arm.batcher.batch_sizes if arm.batcher else Counter()).items()))
+                for name, arm in self.arms.items()}
 
     # --- requests ---------------------------------------------------------------------------------------------
 
-    def _ranking(self, conn, arm: Arm, query: str, k: int) -> list[Hit]:
-        vector = arm.embed([query])[0]
-        _, hits = hybrid_search(conn, vector, query, self.lexical.get(arm.version),
-                                      model_fingerprint=arm.fingerprint, lexical_weight=self.lexical_weight, k=k,
-                                      ef_search=self.ef_search, version=arm.version)
-        return hits
+    def _rankings(self, arms: dict[str, Arm], query: str, k: int,
+                  timings: dict[str, float] | None) -> dict[str, list[Hit]]:
+        """Each of ``arms``' ranking of ``query``. The query is encoded first (batched with other requests'), and
+        a pooled connection is taken for the searches only: a request waiting for the model holds none."""
+        started = time.perf_counter()
+        vectors = {name: arm.embed_query(query) for name, arm in arms.items()}
+        add_ms(timings, "encode", started)
+        with self.pool.connection() as conn:
+            return {name: hybrid_search(conn, vectors[name], query, self.lexical.get(arm.version),
+                                        model_fingerprint=arm.fingerprint, lexical_weight=self.lexical_weight, k=k,
+                                        ef_search=self.ef_search, version=arm.version, timings=timings)[1]
+                    for name, arm in arms.items()}
 
-    def search(self, query: str, k: int = 10, user_id: str | None = None) -> dict:
+    def search(self, query: str, k: int = 10, user_id: str | None = None,
+               timings: dict[str, float] | None = None) -> dict:
+        """The ranked results for ``query`` (logged as an impression). ``timings``, when given, receives the
+        milliseconds spent encoding, in vector search, in BM25, logging the impression, and in all."""
+        started = time.perf_counter()
         query = (query or "").strip()
         if not query:
             raise BadRequest("the query is empty")
@@ -108,28 +141,34 @@ class SearchService:
             raise BadRequest(f"the query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
         if not 1 <= k <= MAX_K:
             raise BadRequest(f"k must be between 1 and {MAX_K}")
+        if "\x00" in query or "\x00" in (user_id or ""):
+            raise BadRequest("the query and the user id may not contain NUL characters (%00)")
         user_id = (user_id or "anonymous")[:200]
         impression = uuid.uuid4()
         mode, arm_name = self.experiment.mode, None
+        if mode == "interleave":
+            rankings = self._rankings(self.arms, query, k, timings)
+            hits_by_id = {h.id: h for hits in rankings.values() for h in hits}
+            slots = abtest.team_draft_interleave([h.id for h in rankings["control"]],
+                                                 [h.id for h in rankings["treatment"]], k,
+                                                 random.Random(impression.int))
+            results = [(hits_by_id[s.doc_id], s.arm) for s in slots]
+        else:
+            arm_name = "control" if mode == "off" else abtest.bucket(user_id, self.experiment.name,
+                                                                      self.experiment.treatment_share)
+            hits = self._rankings({arm_name: self.arms[arm_name]}, query, k, timings)[arm_name]
+            results = [(hit, arm_name) for hit in hits]
+        logged = [{"doc_id": hit.id, "rank": rank, "arm": arm, "version": self.arms[arm].version,
+                   "score": round(hit.score, 5)} for rank, (hit, arm) in enumerate(results, start=1)]
+        logging_started = time.perf_counter()
         with self.pool.connection() as conn:
-            if mode == "interleave":
-                rankings = {name: self._ranking(conn, arm, query, k) for name, arm in self.arms.items()}
-                hits_by_id = {h.id: h for hits in rankings.values() for h in hits}
-                slots = abtest.team_draft_interleave([h.id for h in rankings["control"]],
-                                                     [h.id for h in rankings["treatment"]], k,
-                                                     random.Random(impression.int))
-                results = [(hits_by_id[s.doc_id], s.arm) for s in slots]
-            else:
-                arm_name = "control" if mode == "off" else abtest.bucket(user_id, self.experiment.name,
-                                                                          self.experiment.treatment_share)
-                results = [(hit, arm_name) for hit in self._ranking(conn, self.arms[arm_name], query, k)]
-            logged = [{"doc_id": hit.id, "rank": rank, "arm": arm, "version": self.arms[arm].version,
-                       "score": round(hit.score, 5)} for rank, (hit, arm) in enumerate(results, start=1)]
             conn.execute(
                 "INSERT INTO embedtune_impressions (id, experiment, user_id, query, mode, arm, results) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s)",
                 (impression, self.experiment.name, user_id, query, mode, arm_name, json.dumps(logged)),
             )
+        add_ms(timings, "log", logging_started)
+        add_ms(timings, "total", started)
         return {
             "impression_id": str(impression),
             "query": query,
