@@ -38,3 +38,26 @@ def test_an_empty_query_and_a_bad_weight_are_refused_before_anything_loads(datab
     assert "the query is empty" in runner.invoke(app, ["search", "  "]).output
     result = runner.invoke(app, ["search", "vitamin D", "--lexical-weight", "-1"])
     assert result.exit_code == 1 and "lexical weight" in result.output
+
+
+def test_promote_refuses_an_empty_name_and_an_ambiguous_prefix_listing_the_candidates(database: str) -> None:
+    """Two models whose fingerprints begin alike: `promote ""` used to promote the newest, and a shared prefix
+    picked one silently. Both are one-line errors naming the versions; an unambiguous prefix still works."""
+    import numpy as np
+
+    from embedtune.serving.db import connect
+    from embedtune.serving.versions import load_version
+
+    vectors = np.eye(4, dtype=np.float32)
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    with connect(database) as conn:
+        loaded = {fp: load_version(conn, fingerprint=fp, model_path=f"/models/{fp}", ids=list("abcd"), vectors=vectors,
+                                   titles=list("abcd"), texts=list("abcd")).version for fp in ("abc111", "abc222")}
+    for name, wanted in (("", "no version named: give one of"), ("abc", "begins the fingerprints of 2 models")):
+        result = runner.invoke(app, ["promote", name])
+        assert result.exit_code == 1 and wanted in result.output and "Traceback" not in result.output, result.output
+        assert all(version in result.output for version in loaded.values())
+    result = runner.invoke(app, ["promote", "abc2"])
+    assert result.exit_code == 0, result.output
+    assert "*" in next(line for line in runner.invoke(app, ["versions"]).output.splitlines()
+                       if loaded["abc222"] in line)

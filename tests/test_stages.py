@@ -144,3 +144,28 @@ def test_keep_freed_memory_leaves_the_users_malloc_tunables_alone(monkeypatch) -
 
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
     assert keep_freed_memory() is False
+
+
+@pytest.mark.parametrize(("corpus", "queries", "grade", "message"), [
+    (None, None, "99999999999999999999", "train.tsv:2: field 'score': must be a relevance grade"),
+    (None, None, "inf", "train.tsv:2: field 'score': must be a relevance grade"),
+    (None, None, "0.7", "train.tsv:2: field 'score': must be a relevance grade, an integer from 0 to 100, got '0.7'"),
+    (None, None, "-1", "train.tsv:2: field 'score': must be a relevance grade"),
+    ([{"_id": "d1", "text": "ok"}, {"_id": "d\t2", "text": "ok"}], None, "1",
+     "corpus.jsonl:2: field '_id': 'd\\t2' holds a tab or a line break"),
+    (None, [{"_id": "q1", "text": "q"}, {"_id": "q\n2", "text": "q"}], "1",
+     "queries.jsonl:2: field '_id': 'q\\n2' holds a tab or a line break"),
+    ([{"_id": "d1", "text": "ok"}, '{"_id": "d2", "text": "bad \\ud800 text"}'], None, "1",
+     "corpus.jsonl:2: field 'text': holds '\\ud800' at character 5, which is not a character"),
+])
+def test_prepare_refuses_grades_ids_and_texts_the_pipeline_cannot_carry(tmp_path: Path, corpus, queries, grade,
+                                                                        message: str) -> None:
+    """Grades are small non-negative integers (a huge one made pytrec_eval allocate until killed; 0.7 became 0);
+    ids go into TSV files; a lone surrogate is not text. Each is one line naming file, line and field."""
+    _params(tmp_path)
+    write_beir(tmp_path / "raw", corpus or [{"_id": "d1", "text": "ok"}], queries or [{"_id": "q1", "text": "q"}],
+               {"train": [("q1", "d1", grade)]})
+    result = _run("prepare", tmp_path, "raw", "prepared", "metrics/data.json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr
+    assert not (tmp_path / "prepared").exists()

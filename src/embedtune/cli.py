@@ -263,8 +263,9 @@ def ab_report(experiment: str = typer.Argument("default"), as_json: bool = typer
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"experiment {result['experiment']} ({result['mode']}): control {result['control']}, "
-               f"treatment {result['treatment']}; {result['impressions']} impressions")
+    versions = result["versions"]
+    typer.echo(f"experiment {result['experiment']} ({result['mode']}): control {versions['control']}, "
+               f"treatment {versions['treatment']}; {result['impressions']} impressions")
     if "interleaving" in result:
         i = result["interleaving"]
         typer.echo(f"  interleaving: treatment won {i['treatment_wins']}, lost {i['treatment_losses']}, tied {i['ties']} "

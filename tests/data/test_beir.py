@@ -77,7 +77,7 @@ def test_duplicate_query_ids(tmp_path: Path) -> None:
     [
         ([("q1", "d1", 1), ("q1", "nope", 1)], "corpus-id", "unknown document id 'nope'"),
         ([("q1", "d1", 1), ("qx", "d1", 1)], "query-id", "unknown query id 'qx'"),
-        ([("q1", "d1", 1), ("q1", "d1", "high")], "score", "must be an integer"),
+        ([("q1", "d1", 1), ("q1", "d1", "high")], "score", "must be a relevance grade"),
     ],
 )
 def test_bad_qrels(tmp_path: Path, rows, field, fragment) -> None:

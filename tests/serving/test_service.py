@@ -150,7 +150,7 @@ def test_interleaving_report_export_and_logs_survive_restart(db_url: str, versio
         assert report(conn, "tdi")["impressions"] == 21
 
 
-def test_bucket_mode_is_stable_per_user(db_url: str, versions) -> None:
+def test_bucket_mode_is_stable_per_user(db_url: str, versions, monkeypatch: pytest.MonkeyPatch) -> None:
     server = _serve(db_url, Experiment("buckets", "bucket", versions["base"], versions["perturbed"], 0.5))
     try:
         for user in ("alice", "bob", "carol", "dave"):
@@ -163,6 +163,14 @@ def test_bucket_mode_is_stable_per_user(db_url: str, versions) -> None:
         assert len(per_user) == 4 and all(n == 1 for _, n in per_user)
         result = report(conn, "buckets")
         assert result["control"]["searches"] + result["treatment"]["searches"] == 8
+        assert result["versions"] == {"control": versions["base"], "treatment": versions["perturbed"]}
+    from typer.testing import CliRunner
+
+    from embedtune.cli import app
+
+    monkeypatch.setenv("EMBEDTUNE_DATABASE_URL", db_url)
+    printed = CliRunner().invoke(app, ["ab", "report", "buckets"]).output.splitlines()[0]
+    assert f"control {versions['base']}, treatment {versions['perturbed']}; 8 impressions" in printed, printed
 
 
 def test_guard_and_experiment_conflicts(db_url: str, versions, models, docs, tmp_path: Path) -> None:

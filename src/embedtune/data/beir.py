@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,11 @@ def _string_field(record: Mapping, name: str, path: Path, line: int, *, required
         value = str(value)
     if not isinstance(value, str):
         raise InputError(f"must be a string, got {type(value).__name__}", path=path, line=line, field=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800"): valid JSON, not text
+        raise InputError(f"holds {value[exc.start]!r} at character {exc.start + 1}, which is not a character "
+                         "(a lone UTF-16 surrogate)", path=path, line=line, field=name) from None
     return value
 
 
@@ -109,6 +115,9 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
 def _check_unique(seen: dict[str, int], id_: str, path: Path, line: int) -> None:
     if not id_.strip():
         raise InputError("is empty", path=path, line=line, field="_id")
+    if any(c in id_ for c in "\t\r\n"):
+        raise InputError(f"{id_!r} holds a tab or a line break, which the pipeline's TSV files cannot hold",
+                         path=path, line=line, field="_id")
     if id_ in seen:
         raise InputError(f"duplicate id {id_!r} (first seen on line {seen[id_]})", path=path, line=line, field="_id")
     seen[id_] = line
@@ -145,6 +154,22 @@ def read_queries(path: Path) -> dict[str, Query]:
     return queries
 
 
+MAX_GRADE = 100  # relevance grades are small integers (TREC: 0-4); a bound keeps pytrec_eval's arithmetic finite
+
+
+def _grade(text: str, path: Path, line: int) -> int:
+    """A qrels score: an integer from 0 to ``MAX_GRADE`` (``2`` or ``2.0``); anything else is refused with one line,
+    never truncated (``0.7`` silently becoming 0 would drop the pair)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value == int(value) and 0 <= value <= MAX_GRADE):
+        raise InputError(f"must be a relevance grade, an integer from 0 to {MAX_GRADE}, got {text!r}",
+                         path=path, line=line, field="score")
+    return int(value)
+
+
 def read_qrels(
     path: Path,
     corpus_ids: Iterable[str] | None = None,
@@ -172,10 +197,7 @@ def read_qrels(
             raise InputError("is empty", path=path, line=line, field="query-id")
         if not did:
             raise InputError("is empty", path=path, line=line, field="corpus-id")
-        try:
-            score = int(float(score_text))
-        except ValueError:
-            raise InputError(f"must be an integer, got {score_text!r}", path=path, line=line, field="score") from None
+        score = _grade(score_text, path, line)
         if query_set is not None and qid not in query_set:
             raise InputError(f"unknown query id {qid!r} (not in queries.jsonl)", path=path, line=line, field="query-id")
         if corpus_set is not None and did not in corpus_set:

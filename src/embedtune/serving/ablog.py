@@ -23,14 +23,15 @@ def _impressions(conn, experiment: str) -> Iterator[tuple]:
 
 
 def report(conn, experiment: str) -> dict:
-    """The A/B report of an experiment: per arm metrics, interleaving outcome, verdict."""
+    """The A/B report of an experiment: the arms' index versions (``versions``), per arm metrics (``control``,
+    ``treatment``: bucket mode), the interleaving outcome (interleave mode), a verdict."""
     row = conn.execute("SELECT mode, control, treatment, treatment_share, started_at, lexical_weight "
                        "FROM embedtune_experiments WHERE name = %s", (experiment,)).fetchone()
     if row is None:
         raise NotFound(f"unknown experiment {experiment!r}")
     mode, control, treatment, share, started, lexical_weight = row
-    out: dict[str, Any] = {"experiment": experiment, "mode": mode, "control": control, "treatment": treatment,
-                           "treatment_share": share, "started_at": started.isoformat(), "lexical_weight": lexical_weight}
+    out: dict[str, Any] = {"experiment": experiment, "mode": mode,
+                           "versions": {"control": control, "treatment": treatment}, "treatment_share": share, "started_at": started.isoformat(), "lexical_weight": lexical_weight}
     outcomes, per_arm = [], {"control": [], "treatment": []}
     for _, _, _, _, imp_mode, arm, results, clicked in _impressions(conn, experiment):
         clicked = set(clicked)

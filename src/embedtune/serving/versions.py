@@ -95,11 +95,24 @@ def list_versions(conn) -> list[Version]:
 
 
 def get_version(conn, version: str) -> Version:
-    """The version named ``version``, or else the newest one of the model whose fingerprint starts with it."""
+    """The version named ``version``, or else the newest one of the model whose fingerprint starts with it. An
+    empty name, or a prefix of two models' fingerprints, is an error that lists the candidates."""
     versions = list_versions(conn)
-    for v in [v for v in versions if v.version == version] + [v for v in reversed(versions) if v.fingerprint.startswith(version)]:
-        return v
-    raise IndexError_(f"no index version {version!r}; `embedtune versions` lists them")
+    named = [v for v in versions if v.version == version]
+    if named:
+        return named[0]
+    listing = ", ".join(v.version for v in versions) or "none yet"
+    if not version.strip():
+        raise IndexError_(f"no version named: give one of {listing}")
+    models = {v.fingerprint for v in versions if v.fingerprint.startswith(version)}
+    if len(models) > 1:
+        raise IndexError_(f"{version!r} begins the fingerprints of {len(models)} models: give a longer prefix or a "
+                          "version name: " + ", ".join(f"{v.version} ({v.fingerprint[:16]})" for v in versions
+                                                       if v.fingerprint in models))
+    for v in reversed(versions):
+        if v.fingerprint in models:
+            return v
+    raise IndexError_(f"no index version {version!r}; `embedtune versions` lists them ({listing})")
 
 
 def serving_version(conn) -> str | None:
