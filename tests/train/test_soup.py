@@ -54,7 +54,50 @@ def test_a_soup_saves_the_mean_of_runs_that_differ_only_in_their_seed(tmp_path, 
     assert stats["train_seconds"] > 0
     for curve in ("train", "soup_run2"):
         assert (tmp_path / "live" / "plots" / "metrics" / curve / "loss.tsv").read_text().count("\n") == 4  # 3 steps
-    assert not list(tmp_path.glob(".soup.*"))  # the second run's scratch directory is gone
+    assert not list(tmp_path.rglob(".soup.*"))  # the second run's scratch directory is gone
+
+
+KILLED_SOUP = """
+import sys
+from pathlib import Path
+from datasets import Dataset
+from embedtune.io import atomic_directory
+from embedtune.train.config import TrainConfig
+from embedtune.train.soup import train_soup
+dataset = Dataset.from_dict({"anchor": [f"does {t} matter?" for t in range(400)],
+                             "positive": [f"A study of {t}." for t in range(400)]})
+config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "soup": 2, "soup_processes": 1,
+                                  "precision": "fp32"}, seed=1)
+with atomic_directory(Path(sys.argv[1]) / "finetuned") as staging:
+    train_soup(sys.argv[2], dataset, config, staging, Path(sys.argv[1]) / "live", max_seq_length=32)
+"""
+
+
+def test_a_soup_killed_mid_run_leaves_nothing_once_the_stage_runs_again(tmp_path) -> None:
+    """kill -9 of the train stage while a soup trains: the next run's ``atomic_directory`` removes the dead
+    run's staging directory, and the soup's scratch (the second run's model) with it, as it lives inside."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from embedtune.io import atomic_directory
+    from tests.conftest import REPO
+
+    models = tmp_path / "models"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_SOUP, str(models), BASE],
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(models.rglob(".soup.*")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert list(models.rglob(".soup.*")), "the soup never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    with atomic_directory(models / "finetuned") as staging:
+        (staging / "model").write_text("next run")
+    assert sorted(p.name for p in models.iterdir()) == ["finetuned"]
+    assert not list(models.rglob(".soup.*"))
 
 
 def test_a_soup_run_that_fails_in_its_process_stops_the_stage_with_its_message(tmp_path) -> None:
@@ -65,7 +108,7 @@ def test_a_soup_run_that_fails_in_its_process_stops_the_stage_with_its_message(t
     config = TrainConfig.from_params({**SOUP_SETTINGS, "soup": 2, "soup_processes": 2, "precision": "fp32"}, seed=1)
     with pytest.raises(EmbedtuneError, match=r"soup run \d of 2: .*no-such-model"):
         train_soup(str(tmp_path / "no-such-model"), soup_dataset(), config, tmp_path / "soup", tmp_path / "live")
-    assert not list(tmp_path.glob(".soup.*"))
+    assert not list(tmp_path.rglob(".soup.*"))
 
 
 def test_soup_processes_auto_trains_side_by_side_only_on_a_cpu_with_a_core_and_memory_per_run(monkeypatch) -> None:

@@ -137,7 +137,8 @@ def train_soup(
 
     Run 1 writes its curves to ``live_dir`` as usual; run k's go beside them (``plots/metrics/soup_run<k>/``)
     and the dvclive summary gains ``soup`` (runs, processes), so `dvc plots` and `dvc metrics` show every run.
-    Runs k >= 2 train in ``output_dir``'s parent (no temp directory elsewhere: a model is ~90 MB).
+    Runs k >= 2 train in a scratch directory inside ``output_dir`` (not in /tmp: a model is ~90 MB), so whatever
+    removes an unfinished ``output_dir`` (``atomic_directory``, also after a kill -9) removes their runs with it.
     """
     from embedtune.models import pick_device
 
@@ -159,7 +160,8 @@ def _soup(base_model: str, dataset: HFDataset, config: TrainConfig, output_dir: 
     """``train_soup`` for two or more runs, ``processes`` of them at a time."""
     from embedtune.models import load_model
 
-    with tempfile.TemporaryDirectory(prefix=".soup.", dir=Path(output_dir).parent) as scratch:
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".soup.", dir=output_dir) as scratch:
         runs = [(base_model, dataset, replace(config, seed=config.seed + SOUP_SEED_STEP * (k - 1)),
                  *((output_dir, live_dir) if k == 1 else (Path(scratch) / f"run{k}", Path(scratch) / f"live{k}")))
                 for k in range(1, config.soup + 1)]
