@@ -169,3 +169,45 @@ def test_prepare_refuses_grades_ids_and_texts_the_pipeline_cannot_carry(tmp_path
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert message in result.stderr, result.stderr
     assert not (tmp_path / "prepared").exists()
+
+
+SLOW_STAGE = """
+import os, sys, time
+from pathlib import Path
+from embedtune.io import atomic_directory
+from embedtune.runtime import run_stage
+def main():
+    with atomic_directory(Path(sys.argv[1])) as staging:
+        (staging / "half").write_text("partial")
+        Path("started").write_text(str(os.getpid()))
+        time.sleep(60)
+run_stage(main)
+"""
+
+
+def test_a_stopped_dvc_repro_stops_its_stage_and_keeps_nothing(tmp_path: Path) -> None:
+    """`kill <dvc repro>` (SIGTERM) does not reach the command DVC runs; the stage notices that dvc is gone and
+    unwinds as if it had been sent SIGTERM itself: no output appears behind DVC's back, no staging is left."""
+    import signal
+    import time
+
+    (tmp_path / "slow.py").write_text(SLOW_STAGE)
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(
+        {"stages": {"slow": {"cmd": f"{sys.executable} slow.py out", "deps": ["slow.py"], "outs": ["out"]}}}))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "DVC_NO_ANALYTICS": "1"}
+    dvc = str(Path(sys.executable).parent / "dvc")
+    subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=tmp_path, env=env, check=True, timeout=120)
+    proc = subprocess.Popen([dvc, "repro"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "started").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    stage_pid = int((tmp_path / "started").read_text())
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{stage_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{stage_pid}").exists(), "the stage ran on after dvc repro was stopped"
+    assert not (tmp_path / "out").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")]

@@ -8,8 +8,10 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from embedtune.errors import EmbedtuneError
 
@@ -65,6 +67,63 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "fish"})
+OWNER_POLL_SECONDS = 1.0
+
+
+def _process_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a running process, from /proc; None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ..., starttime (22nd field)
+    return int(fields[1]), int(fields[19])
+
+
+def _is_shell(pid: int) -> bool:
+    try:
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+    except OSError:
+        return False
+    return Path(argv0.lstrip("-")).name in SHELLS
+
+
+def dvc_owner() -> tuple[int, int] | None:
+    """The ``dvc`` process that runs this stage, as (pid, start time): the nearest ancestor that is not the shell
+    DVC runs the command in. None when not run by DVC (no ``DVC_STAGE`` in the environment) or without /proc."""
+    if "DVC_STAGE" not in os.environ or not Path("/proc/self/stat").exists():
+        return None
+    pid = os.getppid()
+    for _ in range(4):  # the shell DVC starts (which may exec the command itself), at most a wrapper or two
+        if pid <= 1 or not _is_shell(pid):
+            break
+        stat = _process_stat(pid)
+        if stat is None:
+            return None
+        pid = stat[0]
+    stat = _process_stat(pid) if pid > 1 else None
+    return (pid, stat[1]) if stat else None
+
+
+def stop_when_orphaned(owner: tuple[int, int], poll_seconds: float = OWNER_POLL_SECONDS) -> threading.Thread:
+    """SIGTERM this process once ``owner`` (pid, start time) is gone, so the stage unwinds as if it had been sent
+    the signal itself. ``kill <dvc>`` does not reach the command DVC runs: without this the stage ran on and
+    wrote its output after ``dvc repro`` had stopped, behind DVC's back."""
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            stat = _process_stat(owner[0])
+            if stat is None or stat[1] != owner[1]:  # gone, or its pid reused by another process
+                log.warning("dvc (pid %d) is gone: stopping this stage", owner[0])
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    thread = threading.Thread(target=watch, name="embedtune-owner-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def configure_logging() -> None:
     """A stage's log format on stderr, with the chattier libraries at WARNING (also used by worker processes)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -83,6 +142,8 @@ def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): user errors become one clear line on stderr and exit status 1."""
     prepare_worker()
     signal.signal(signal.SIGTERM, _raise_terminated)
+    if (owner := dvc_owner()) is not None:
+        stop_when_orphaned(owner)
     started = time.perf_counter()
     try:
         main()
