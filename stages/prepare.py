@@ -21,6 +21,7 @@ def main() -> None:
     prepared, report = prepare_dataset(
         dataset,
         near_duplicate_threshold=get(params, "prepare.near_duplicate_threshold"),
+        max_document_chars=get(params, "prepare.max_document_chars"),
         sample_queries=get(params, "data.sample_queries", 0) or 0,
         sample_documents=get(params, "data.sample_documents", 0) or 0,
         seed=get(params, "seed"),
@@ -31,6 +32,9 @@ def main() -> None:
         write_prepared(staging, prepared, report)
         write_negatives(staging / "negatives.tsv", negatives)
     write_json_atomic(args.metrics, {**report.counts, "sources": source_counts})
+    if cut := report.counts["documents_cut_to_max_chars"]:
+        log.warning("%d document(s) longer than prepare.max_document_chars=%d characters were cut there", cut,
+                    get(params, "prepare.max_document_chars"))
     log.info("prepared: %s", report.counts)
 
 

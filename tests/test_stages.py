@@ -171,6 +171,41 @@ def test_prepare_refuses_grades_ids_and_texts_the_pipeline_cannot_carry(tmp_path
     assert not (tmp_path / "prepared").exists()
 
 
+@pytest.mark.parametrize(("search", "message"), [
+    ({"timestamp": "yesterday-ish"}, "clicks.jsonl:1: field 'timestamp': 'yesterday-ish' is not a time"),
+    ({"timestamp": 12}, "clicks.jsonl:1: field 'timestamp': 12 is not a time from 2000 to 2099"),
+    ({"shown": "d1"}, "clicks.jsonl:1: field 'shown': must be a JSON list of document ids, got text"),
+])
+def test_prepare_refuses_click_times_and_id_lists_it_cannot_read(tmp_path: Path, search, message: str) -> None:
+    """A click log's time is ISO 8601 or epoch seconds, its ``shown`` a list: anything else is one line naming
+    file, line and field (a bare string was taken as a list of one, "yesterday-ish" as a time)."""
+    _params(tmp_path)
+    write_beir(tmp_path / "raw", [{"_id": "d1", "text": "ok"}], [], {})
+    row = {"query": "q", "shown": ["d1"], "clicked": ["d1"], "timestamp": "2026-05-01T10:00:00Z", **search}
+    (tmp_path / "raw" / "clicks.jsonl").write_text(json.dumps(row) + "\n")
+    result = _run("prepare", tmp_path, "raw", "prepared", "metrics/data.json")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_prepare_cuts_a_runaway_document_to_max_document_chars_and_counts_it(tmp_path: Path) -> None:
+    """A 2 MB document (a log dump in the corpus) is stored cut at ``prepare.max_document_chars``, at whitespace,
+    and counted; the other documents are untouched."""
+    _params(tmp_path)
+    huge = " ".join(f"line{n} of a runaway log dump" for n in range(80_000))
+    write_beir(tmp_path / "raw", [{"_id": "d1", "text": "ok"}, {"_id": "d2", "title": "Log", "text": huge}],
+               [{"_id": "q1", "text": "q"}], {"train": [("q1", "d1", 1)]})
+    result = _run("prepare", tmp_path, "raw", "prepared", "metrics/data.json")
+    assert result.returncode == 0, result.stderr
+    docs = {d["_id"]: d for d in map(json.loads, (tmp_path / "prepared" / "corpus.jsonl").read_text().splitlines())}
+    limit = yaml.safe_load((REPO / "params.yaml").read_text())["prepare"]["max_document_chars"]
+    assert len(huge) > limit >= len(docs["d2"]["text"]) > limit - 100 and huge.startswith(docs["d2"]["text"] + " ")
+    assert docs["d1"]["text"] == "ok" and docs["d2"]["title"] == "Log"
+    assert json.loads((tmp_path / "metrics" / "data.json").read_text())["documents_cut_to_max_chars"] == 1
+    assert "1 document(s) longer than prepare.max_document_chars" in result.stderr
+
+
 SLOW_STAGE = """
 import os, sys, time
 from pathlib import Path

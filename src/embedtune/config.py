@@ -27,7 +27,7 @@ SCHEMA: dict[str, Any] = {
     "seed": None,
     "data": {"name", "source", "sample_queries", "sample_documents"},
     "model": {"name", "base", "max_seq_length"},
-    "prepare": {"near_duplicate_threshold": None,
+    "prepare": {"near_duplicate_threshold": None, "max_document_chars": None,
                 "clicks": {"min_clicks", "max_searches_per_session", "max_clicks_per_search",
                            "skip_above_negatives"}},
     "split": {"use_source_split", "test_fraction", "near_duplicate_threshold", "leakage_policy", "min_train_pairs",

@@ -146,14 +146,32 @@ def test_clicks_aggregate_min_clicks_skip_above_and_bots(tmp_path: Path) -> None
     assert counts["sessions_dropped_bot_like"] == 1 and counts["searches_dropped_bot_like"] == 5
 
 
+TS = "2026-05-01T10:00:00Z"
+
+
+@pytest.mark.parametrize("timestamp", ["2026-05-01T10:00:00Z", "2026-05-01 10:00:00+02:00", "2026-05-01",
+                                       1714560000, 1714560000.5, "1714560000"])
+def test_click_times_are_iso_8601_or_epoch_seconds(tmp_path: Path, timestamp) -> None:
+    root = write_beir(tmp_path / "d", CORPUS, [], {})
+    _jsonl(root / "clicks.jsonl", [{**_search("fine", ["d1"], ["d1"]), "timestamp": timestamp}])
+    dataset, _, _ = read_sources(root)
+    assert len(dataset.qrels["train"]) == 1
+
+
 @pytest.mark.parametrize(
     ("row", "field", "fragment"),
     [
-        ({"query": "q", "shown": ["d1"], "clicked": ["d9"], "timestamp": "t"}, "clicked", "unknown document id"),
-        ({"query": "q", "shown": ["d1"], "clicked": ["d2"], "timestamp": "t"}, "clicked", "was not shown"),
-        ({"query": "q", "shown": "not a list", "clicked": [], "timestamp": "t"}, "shown", "unknown document id"),
+        ({"query": "q", "shown": ["d1"], "clicked": ["d9"], "timestamp": TS}, "clicked", "unknown document id"),
+        ({"query": "q", "shown": ["d1"], "clicked": ["d2"], "timestamp": TS}, "clicked", "was not shown"),
+        ({"query": "q", "shown": "d1", "clicked": [], "timestamp": TS}, "shown", "must be a JSON list"),
+        ({"query": "q", "shown": ["d1", {"id": "d2"}], "clicked": [], "timestamp": TS}, "shown", "holds {'id'"),
         ({"query": "q", "shown": ["d1"], "clicked": []}, "timestamp", "missing"),
-        ({"query": "q", "clicked": [], "timestamp": "t"}, "shown", "missing"),
+        ({"query": "q", "clicked": [], "timestamp": TS}, "shown", "missing"),
+        ({"query": "q", "shown": ["d1"], "clicked": [], "timestamp": "yesterday-ish"}, "timestamp", "ISO 8601"),
+        ({"query": "q", "shown": ["d1"], "clicked": [], "timestamp": 12}, "timestamp", "not a time from 2000"),
+        ({"query": "q", "shown": ["d1"], "clicked": [], "timestamp": 1714560000000}, "timestamp", "epoch seconds"),
+        ({"query": "q", "shown": ["d1"], "clicked": [], "timestamp": True}, "timestamp", "not a time"),
+        ({"query": "q", "shown": ["d1"], "clicked": [], "timestamp": [TS]}, "timestamp", "not a time"),
     ],
 )
 def test_bad_clicks(tmp_path: Path, row, field, fragment) -> None:
@@ -166,8 +184,8 @@ def test_bad_clicks(tmp_path: Path, row, field, fragment) -> None:
 
 def test_clicks_csv_lists(tmp_path: Path) -> None:
     root = write_beir(tmp_path / "d", CORPUS, [], {})
-    (root / "clicks.csv").write_text('query,shown,clicked,timestamp\nsubject two,"[""d1"", ""d2""]",d2,t\n'
-                                     "subject two,d0|d2,d2,t\n", encoding="utf-8")
+    (root / "clicks.csv").write_text(f'query,shown,clicked,timestamp\nsubject two,"[""d1"", ""d2""]",d2,{TS}\n'
+                                     f"subject two,d0|d2,d2,1714560000\n", encoding="utf-8")
     dataset, negatives, _ = read_sources(root)
     (qid,) = dataset.queries
     assert dataset.qrels["train"] == {qid: {"d2": 1}} and negatives == {qid: {"d0", "d1"}}

@@ -15,10 +15,13 @@ from pathlib import Path
 
 from embedtune.data.beir import Dataset, Document, Qrels, count_pairs, write_corpus, write_qrels, write_queries
 from embedtune.data.dedup import dedup_key, group_pairs, near_duplicate_pairs, normalize_text
+from embedtune.embed.window import clip_head
+from embedtune.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 DOC_SHINGLE_WORDS = 3
+MAX_DOCUMENT_CHARS = 500_000  # ~100,000 words, a book; the model reads ~1,000 characters, BM25 the rest
 
 
 @dataclass
@@ -85,11 +88,18 @@ def prepare_dataset(
     dataset: Dataset,
     *,
     near_duplicate_threshold: float | None,
+    max_document_chars: int = MAX_DOCUMENT_CHARS,
     sample_queries: int = 0,
     sample_documents: int = 0,
     seed: int = 42,
 ) -> tuple[Dataset, PrepareReport]:
-    """Return a cleaned copy of ``dataset`` and a report of what was dropped or merged."""
+    """Return a cleaned copy of ``dataset`` and a report of what was dropped, cut or merged.
+
+    A title or text longer than ``max_document_chars`` characters is cut there (at whitespace) and counted in
+    ``documents_cut_to_max_chars``: one runaway document (a 20 MB log dump) must not cost the stages after this
+    one time and memory out of proportion to what they read of it."""
+    if isinstance(max_document_chars, bool) or not isinstance(max_document_chars, int) or max_document_chars < 1000:
+        raise ConfigError(f"prepare.max_document_chars must be a whole number >= 1000, got {max_document_chars!r}")
     report = PrepareReport()
     report.counts["documents_in"] = len(dataset.corpus)
     report.counts["queries_in"] = len(dataset.queries)
@@ -100,10 +110,15 @@ def prepare_dataset(
     doc_map = report.doc_map
     report.counts.setdefault("documents_normalized", 0)
     report.counts.setdefault("documents_dropped_empty", 0)
+    report.counts.setdefault("documents_cut_to_max_chars", 0)
     for doc in dataset.corpus.values():
         clean = replace(doc, title=normalize_text(doc.title), text=normalize_text(doc.text))
         if (clean.title, clean.text) != (doc.title, doc.text):
             report.add("documents_normalized")
+        if max(len(clean.title), len(clean.text)) > max_document_chars:
+            clean = replace(clean, title=clip_head(clean.title, max_document_chars),
+                            text=clip_head(clean.text, max_document_chars))
+            report.add("documents_cut_to_max_chars")
         if not clean.full_text:
             report.add("documents_dropped_empty")
             report.merges.append(("document", doc.id, "", f"empty (line {doc.line})"))

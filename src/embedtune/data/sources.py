@@ -21,9 +21,12 @@ import csv
 import hashlib
 import io
 import json
+import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,9 @@ from embedtune.errors import InputError
 PAIRS_NAMES = ("pairs.jsonl", "pairs.csv", "pairs.parquet")
 CLICKS_NAMES = ("clicks.jsonl", "clicks.csv")
 Negatives = dict[str, set[str]]  # query id -> document ids to use as negatives
+# a click log's times: ISO 8601 or epoch seconds in this range (a 12 or a millisecond count is a mistake)
+EARLIEST_CLICK, LATEST_CLICK = datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+EPOCH_SECONDS = re.compile(r"\d+(\.\d+)?")
 
 
 @dataclass
@@ -244,6 +250,8 @@ def _id_list(record: Mapping, name: str, path: Path, line: int) -> list[str]:
     value = record.get(name)
     if value is None:
         raise InputError("missing (a list of document ids)", path=path, line=line, field=name)
+    if isinstance(value, str) and path.suffix != ".csv":
+        raise InputError("must be a JSON list of document ids, got text", path=path, line=line, field=name)
     if isinstance(value, str):  # CSV: JSON list or '|'-separated ids
         value = value.strip()
         if value.startswith("["):
@@ -255,7 +263,36 @@ def _id_list(record: Mapping, name: str, path: Path, line: int) -> list[str]:
             value = [v for v in value.split("|") if v.strip()]
     if not isinstance(value, (list, tuple)) and not hasattr(value, "tolist"):
         raise InputError(f"must be a list of document ids, got {type(value).__name__}", path=path, line=line, field=name)
-    return [str(v).strip() for v in (value.tolist() if hasattr(value, "tolist") else value)]
+    ids = value.tolist() if hasattr(value, "tolist") else value
+    if bad := next((v for v in ids if isinstance(v, bool) or not isinstance(v, (str, int))), None):
+        raise InputError(f"must be a list of document ids, holds {bad!r}", path=path, line=line, field=name)
+    return [str(v).strip() for v in ids]
+
+
+def _timestamp(record: Mapping, path: Path, line: int) -> datetime:
+    """A search's ``timestamp``: ISO 8601 (``2026-05-01T12:00:00Z``; without a zone, UTC) or epoch seconds, between
+    ``EARLIEST_CLICK`` and ``LATEST_CLICK``."""
+    value = record.get("timestamp")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InputError("missing or empty", path=path, line=line, field="timestamp")
+    expected = "ISO 8601 (2026-05-01T12:00:00Z) or epoch seconds"
+    when = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) or (
+            isinstance(value, str) and EPOCH_SECONDS.fullmatch(value.strip())):
+        seconds = float(value)
+        if math.isfinite(seconds) and EARLIEST_CLICK.timestamp() <= seconds < LATEST_CLICK.timestamp():
+            when = datetime.fromtimestamp(seconds, tz=UTC)
+    elif isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+        else:
+            when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    if when is None or not EARLIEST_CLICK <= when < LATEST_CLICK:
+        raise InputError(f"{value!r} is not a time from {EARLIEST_CLICK.year} to {LATEST_CLICK.year - 1}: {expected}",
+                         path=path, line=line, field="timestamp")
+    return when
 
 
 def _read_searches(path: Path, builder: _Builder) -> list[tuple[int, str, str, list[str], list[str]]]:
@@ -266,7 +303,7 @@ def _read_searches(path: Path, builder: _Builder) -> list[tuple[int, str, str, l
         query = _text(record, "query", path, line, required=True)
         shown = _id_list(record, "shown", path, line)
         clicked = _id_list(record, "clicked", path, line)
-        _text(record, "timestamp", path, line, required=True)
+        _timestamp(record, path, line)
         session = _text(record, "session", path, line, required=False) or f"line:{line}"
         for did in shown + clicked:
             if did not in builder.corpus:

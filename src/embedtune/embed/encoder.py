@@ -1,4 +1,4 @@
-"""Encoding texts into unit vectors, and a whole corpus in several processes with the same vectors to the bit."""
+"""Encoding texts into unit vectors, and a whole corpus in several processes with one process's batches."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from embedtune.embed.precision import (
     probe_precision,
     resolve_precision,
 )
+from embedtune.embed.window import clip_head, window_chars
 from embedtune.errors import ConfigError
 from embedtune.workers import Job, cpu_cores, run_workers
 
@@ -39,12 +40,14 @@ def encode(
     precision: str = "fp32",
     show_progress: bool = True,
 ) -> np.ndarray:
-    """Unit-normalised float32 embeddings, one row per text (length-sorted batching is done by the library)."""
+    """Unit-normalised float32 embeddings, one row per text (length-sorted batching is done by the library).
+    Each text is cut to what the model's window can read (``embed.window``): the same tokens at a bounded cost."""
     import torch
 
+    window = window_chars(model.max_seq_length)
     with torch.inference_mode(), autocast(str(model.device), precision):
-        vectors = model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress,
-                               convert_to_numpy=True, normalize_embeddings=True)
+        vectors = model.encode([clip_head(text, window) for text in texts], batch_size=batch_size,
+                               show_progress_bar=show_progress, convert_to_numpy=True, normalize_embeddings=True)
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -95,9 +98,9 @@ def resolve_processes(setting: int | str, device: str, texts: int, batch_size: i
 
 def length_sorted_batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
     """The batches (as indices into ``texts``) that sentence-transformers' ``encode`` forms: texts sorted by
-    character length, longest first, cut into ``batch_size`` slices. Encoding these batches one by one gives
-    the vectors of one ``encode`` call over all texts to the bit: a text's vector depends on the batch it is
-    padded with, not on which process computes it."""
+    character length, longest first, cut into ``batch_size`` slices. Encoding these batches one by one pads each
+    text with the same neighbours as one ``encode`` call over all texts, so with the same threads per process
+    the vectors are that call's to the bit (a GEMM's last bit can depend on its thread count on some CPUs)."""
     order = np.argsort([-len(text) for text in texts])
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
@@ -125,14 +128,17 @@ def encode_corpus(
     """``encode`` for a whole corpus, in ``processes`` forked processes that share the loaded model.
 
     Each process takes every ``processes``-th of the batches that one ``encode`` call would form
-    (``length_sorted_batches``) and uses its share of the CPU threads, so the vectors equal one process's to
-    the bit. The model is shared copy-on-write; each process holds its own activations (~1 GB at batch 64 and
-    256 tokens).
+    (``length_sorted_batches``) and uses its share of the CPU threads, so the vectors are one process's up to
+    the last bit that a thread count can change. The model is shared copy-on-write; each process holds its own
+    activations (~1 GB at batch 64 and 256 tokens).
     """
     if processes <= 1:
         return encode(model, texts, batch_size=batch_size, precision=precision, show_progress=show_progress)
     import torch
     from tqdm import tqdm
+
+    window = window_chars(model.max_seq_length)
+    texts = [clip_head(text, window) for text in texts]  # sorted by the lengths ``encode`` sorts by
 
     batches = length_sorted_batches(texts, batch_size)
     shares = [batches[k::processes] for k in range(processes)]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embedtune.embed.window import clip_head, clip_tail, window_chars
 from embedtune.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,25 +49,28 @@ def tail_views(titles: Sequence[str], bodies: Sequence[str], tokenizer, *, max_s
     if tail_tokens == 0:
         return [], []
     budget = max_seq_length - tokenizer.num_special_tokens_to_add(pair=False)
-    full = [f"{title} {body}".strip() if title else body for title, body in zip(titles, bodies)]
+    # tokenise only what the window can read (embed.window): the head to tell long documents, the tail's end
+    head, end = window_chars(max_seq_length), window_chars(tail_tokens)
+    full = [clip_head(f"{title} {body}".strip() if title else body, head) for title, body in zip(titles, bodies)]
     full_lengths = [len(ids) for ids in tokenizer(full, add_special_tokens=False, verbose=False)["input_ids"]]
     long = [i for i, length in enumerate(full_lengths) if length > budget]
     if not long:
         return [], []
-    title_lengths = [len(ids) for ids in tokenizer([titles[i] for i in long], add_special_tokens=False, verbose=False)["input_ids"]]
-    encoded = tokenizer([bodies[i] for i in long], add_special_tokens=False, return_offsets_mapping=True,
-                        verbose=False)
+    heads = [clip_head(titles[i], head) for i in long]
+    title_lengths = [len(ids) for ids in tokenizer(heads, add_special_tokens=False, verbose=False)["input_ids"]]
+    ends = [clip_tail(bodies[i], end) for i in long]
+    encoded = tokenizer(ends, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     indices, views = [], []
     for row, i in enumerate(long):
         keep = min(tail_tokens, budget - title_lengths[row])
         offsets = encoded["offset_mapping"][row]
         if keep < MIN_TAIL_TOKENS or not offsets:
             continue
-        tail = whole_words(bodies[i], offsets[max(0, len(offsets) - keep)][0])
+        tail = whole_words(ends[row], offsets[max(0, len(offsets) - keep)][0])
         if not tail:
             continue
         indices.append(i)
-        views.append(f"{titles[i]} {tail}".strip() if titles[i] else tail)
+        views.append(f"{heads[row]} {tail}".strip() if titles[i] else tail)
     return indices, views
 
 
