@@ -61,3 +61,21 @@ def test_promote_refuses_an_empty_name_and_an_ambiguous_prefix_listing_the_candi
     assert result.exit_code == 0, result.output
     assert "*" in next(line for line in runner.invoke(app, ["versions"]).output.splitlines()
                        if loaded["abc222"] in line)
+
+
+@pytest.mark.parametrize(("url", "secrets"), [
+    ("host=127.0.0.1 port=1 user=u password=hunter2", ["hunter2"]),
+    ("host=127.0.0.1 port=1 user=u password='hunter 2'", ["hunter 2", "hunter"]),
+    ("postgresql://u:hunter2@127.0.0.1:1/db", ["hunter2"]),
+    ("postgresql://u@127.0.0.1:1/db?password=hunter2&connect_timeout=2", ["hunter2"]),
+    ("postgresql://u:hun@ter2@127.0.0.1:1/db", ["hun@", "ter2"]),  # libpq splits at the first "@"
+    ("postgresql://u:hunter%402@127.0.0.1:1/db", ["hunter", "%40"]),
+])
+def test_a_database_password_never_reaches_a_message(monkeypatch: pytest.MonkeyPatch, url: str, secrets) -> None:
+    """A database that cannot be reached is one line naming it, with its password shown as ***, in every DSN form."""
+    monkeypatch.setenv("EMBEDTUNE_DATABASE_URL", url)
+    result = runner.invoke(app, ["versions"])
+    assert result.exit_code == 1 and "cannot connect to PostgreSQL" in result.output
+    assert "***" in result.output and "Traceback" not in result.output
+    for secret in secrets:
+        assert secret not in result.output, result.output

@@ -42,9 +42,40 @@ def database_url(pgdata: Path = DEFAULT_PGDATA) -> str:
     return os.environ.get(DATABASE_URL_ENV) or embedded_database_url(pgdata)
 
 
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    return re.sub(r"//([^:/@]+):[^@]+@", r"//\1:***@", url)
+# The places a password can sit in a libpq connection string: a URL's user info (up to its last "@": a password
+# with an unescaped "@" in it is split there by libpq), a URL's ?password=, and a key=value password (maybe quoted).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^:/@?#\s]*:)(?P<secret>[^\s]*)@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)(?P<secret>[^&#\s]*)", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(?P<head>(?<![?&])\bpassword\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s']*)", re.IGNORECASE)
+_PASSWORD_FORMS = (_URL_PASSWORD, _QUERY_PASSWORD, _KEYWORD_PASSWORD)
+
+
+def _passwords(url: str) -> set[str]:
+    """Every string in ``url`` that is (part of) a password: as libpq parses it and as each form above reads it."""
+    from urllib.parse import unquote
+
+    found: set[str] = set()
+    with contextlib.suppress(Exception):  # a string libpq cannot parse still gets the patterns below
+        from psycopg.conninfo import conninfo_to_dict
+
+        found.add(str(conninfo_to_dict(url).get("password") or ""))
+    for form in _PASSWORD_FORMS:
+        for match in form.finditer(url):
+            secret = match["secret"].strip("'")
+            found.update({secret, unquote(secret), *secret.split("@")})
+    return {secret for secret in found if secret}
+
+
+def redact(text: str, url: str | None = None) -> str:
+    """``text`` (by default a connection string) with every password of ``url`` (default: ``text``) shown as
+    ``***``, whatever its form, so that neither a DSN nor a driver's error message about it leaks one."""
+    secrets = _passwords(text if url is None else url)
+    text = _URL_PASSWORD.sub(r"\g<head>***@", text)
+    for form in (_QUERY_PASSWORD, _KEYWORD_PASSWORD):
+        text = form.sub(r"\g<head>***", text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def schema_version(conn: Any) -> int:
@@ -94,7 +125,7 @@ def connect(url: str | None = None, *, migrate_schema: bool = False) -> Iterator
     try:
         conn = psycopg.connect(url, autocommit=True)
     except psycopg.OperationalError as exc:
-        raise IndexError_(f"cannot connect to PostgreSQL ({redact(url)}): {exc}".strip()) from None
+        raise IndexError_(f"cannot connect to PostgreSQL ({redact(url)}): {redact(str(exc), url)}".strip()) from None
     try:
         if migrate_schema:
             migrate(conn)
