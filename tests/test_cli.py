@@ -79,3 +79,26 @@ def test_a_database_password_never_reaches_a_message(monkeypatch: pytest.MonkeyP
     assert "***" in result.output and "Traceback" not in result.output
     for secret in secrets:
         assert secret not in result.output, result.output
+
+
+def test_the_embedded_server_stops_after_a_killed_command(tmp_path) -> None:
+    """kill -9 of a command that started the embedded PostgreSQL left its pid among the server's holders, so the
+    server never stopped; the next command prunes it and, as the last live holder, stops the server on exit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "EMBEDTUNE_DATABASE_URL"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    killed = ("import os, signal; from embedtune.serving.db import database_url; database_url(); "
+              "os.kill(os.getpid(), signal.SIGKILL)")
+    first = subprocess.run([sys.executable, "-c", killed], cwd=tmp_path, env=env, timeout=120, check=False)
+    assert first.returncode == -signal.SIGKILL
+    assert (tmp_path / ".pgdata" / "postmaster.pid").exists()  # the server runs on, held by a dead process
+    cli = [sys.executable, "-c", "from embedtune.cli import app; app()", "migrate"]
+    result = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / ".pgdata" / "postmaster.pid").exists(), "the embedded server still runs"

