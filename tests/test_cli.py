@@ -102,3 +102,42 @@ def test_the_embedded_server_stops_after_a_killed_command(tmp_path) -> None:
     result = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / ".pgdata" / "postmaster.pid").exists(), "the embedded server still runs"
+
+
+SLOW_COMMAND = """
+import sys, time
+import typer
+from embedtune.cli import command
+from embedtune.serving.db import database_url
+app = typer.Typer()
+@command(app, "wait")
+def wait() -> None:
+    database_url()
+    print("started", flush=True)
+    time.sleep(60)
+@command(app, "other")
+def other() -> None:
+    pass
+app()
+"""
+
+
+def test_a_command_stopped_with_sigterm_stops_the_embedded_server(tmp_path) -> None:
+    """`timeout 30 embedtune ...` sends SIGTERM: the command exits with 143 through its exit handlers, so the
+    embedded PostgreSQL it started stops instead of running on."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {k: v for k, v in os.environ.items() if k != "EMBEDTUNE_DATABASE_URL"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_COMMAND, "wait"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "started"
+    assert (tmp_path / ".pgdata" / "postmaster.pid").exists()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not (tmp_path / ".pgdata" / "postmaster.pid").exists(), "the embedded server still runs"

@@ -28,6 +28,10 @@ def command(group: typer.Typer = app, name: str | None = None) -> Callable[[Call
     def register(func: Callable) -> Callable:
         @functools.wraps(func)
         def run(*args, **kwargs):
+            # Python's default for SIGTERM (`kill`, `timeout`, a process manager) ends the process on the spot,
+            # skipping its exit handlers, which left the embedded PostgreSQL running; this one exits normally
+            # (status 143), so the server is stopped when its last user goes.
+            signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
             try:
                 return func(*args, **kwargs)
             except EmbedtuneError as exc:
@@ -240,11 +244,7 @@ def serve(
                             lexical_weight=_lexical_weight(lexical_weight), max_batch=max_batch)
     typer.echo(f"serving experiment {experiment!r} ({mode}): " +
                ", ".join(f"{n}={a.version}" for n, a in service.arms.items()) + f" on http://{host}:{port}/")
-    # uvicorn shuts down on SIGTERM, then raises the signal again under the handler it found. Python's default
-    # would end the process on the spot, skipping the exit handlers, and leave the embedded PostgreSQL running;
-    # this one exits normally instead (status 143), so the server is stopped when its last user goes.
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
-    try:
+    try:  # uvicorn shuts down on SIGTERM, then raises it again under the handler ``command`` set
         uvicorn.run(create_app(service), host=host, port=port, log_level="warning")
     finally:
         service.close()
