@@ -177,6 +177,36 @@ def migrate() -> None:
     typer.echo(f"{redact(database_url())}: embedtune schema at version {version}")
 
 
+@command()
+def roles(
+    service: list[str] = typer.Option([], help="login role of `embedtune serve` (repeatable)"),
+    reader: list[str] = typer.Option([], help="login role that only reads: reports, `versions` (repeatable)"),
+) -> None:
+    """Set up the database roles a deployment uses (run as the tables' owner): embedtune_service may read the
+    indexes and only add to the A/B logs, embedtune_reader only reads; login roles become their members."""
+    from embedtune.serving.db import connect
+    from embedtune.serving.roles import grant_roles
+
+    with connect(migrate_schema=True) as conn:
+        for line in grant_roles(conn, service=service, reader=reader):
+            typer.echo(line)
+
+
+@command()
+def purge(
+    user: str | None = typer.Option(None, help="erase every search and click of this user id"),
+    older_than_days: float | None = typer.Option(None, help="erase the searches and clicks older than this"),
+) -> None:
+    """Erase A/B log entries (a user's right to erasure, or retention by age) as the tables' owner; each purge is
+    itself logged, with its counts but not the user id."""
+    from embedtune.serving.db import connect
+    from embedtune.serving.roles import purge as purge_logs
+
+    with connect() as conn:
+        detail = purge_logs(conn, user=user, older_than_days=older_than_days)
+    typer.echo(f"purged {detail['impressions']} search(es) and {detail['clicks']} click(s)")
+
+
 @command(name="export-onnx")
 def export_onnx_command(
     model: Path = typer.Argument(Path("models/finetuned"), help="sentence-transformers model directory"),

@@ -55,7 +55,7 @@ def test_the_schema_is_applied_once_and_readers_need_it(empty_db_url: str) -> No
     with connect(empty_db_url, migrate_schema=True) as conn:
         assert schema_version(conn) == SCHEMA_VERSION
         assert migrate(conn) == 0  # already there: nothing runs again
-        assert conn.execute("SELECT count(*) FROM embedtune_schema").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM embedtune_schema").fetchone()[0] == SCHEMA_VERSION  # one row each
     with connect(empty_db_url) as conn:  # a reader now finds the schema
         assert serving_version(conn) is None
 

@@ -4,6 +4,8 @@
   ``impression_id``, and a ``Server-Timing`` header with the milliseconds spent encoding, in vector search, in
   BM25, logging and in all (a browser's developer tools show them; the load benchmark adds them up).
 * ``POST /click`` ``{"impression_id": ..., "doc_id": ...}`` records a click.
+* ``GET /healthz``: the process is alive (and its arms, batching counts); ``GET /readyz``: 200 when the database
+  answers and the arms' index versions are in it, else 503 (probes of a load balancer or Kubernetes).
 * ``GET /`` is a small search page (``static/index.html``); ``GET /docs`` the OpenAPI UI.
 """
 
@@ -45,6 +47,13 @@ def create_app(service: SearchService):
         return {"ok": True, "experiment": service.experiment.name, "mode": service.experiment.mode,
                 "arms": {name: arm.version for name, arm in service.arms.items()},
                 "query_batches": service.query_batches()}
+
+    @app.get("/readyz", response_model=None)
+    def ready():
+        """200 when searches can be answered (database reachable, the arms' index versions in it), else 503:
+        for a load balancer's or Kubernetes' readiness probe (``/healthz``: the process is alive)."""
+        state = service.readiness()
+        return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     @app.get("/search", response_model=None)
     def search(q: str = Query(..., max_length=MAX_QUERY_CHARS * 2), k: int = Query(10, ge=1, le=MAX_K),

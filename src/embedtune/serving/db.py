@@ -21,7 +21,7 @@ from embedtune.errors import EmbedtuneError
 
 DATABASE_URL_ENV = "EMBEDTUNE_DATABASE_URL"
 DEFAULT_PGDATA = Path(".pgdata")
-SCHEMA_FILES = {1: "schema.sql"}  # schema version -> the script that brings the previous version to it
+SCHEMA_FILES = {1: "schema.sql", 2: "schema_2.sql"}  # schema version -> the script that brings the one before to it
 SCHEMA_VERSION = max(SCHEMA_FILES)
 MIGRATION_LOCK = 7261  # pg_advisory_xact_lock key: several processes may migrate at once
 

@@ -109,6 +109,27 @@ class SearchService:
                 arm.batcher.close()
         self.pool.close()
 
+    def readiness(self, timeout_s: float = 2.0) -> dict[str, Any]:
+        """Whether searches can be answered now (``ready``): the database answers within ``timeout_s`` and every
+        arm's index version is still in it. Also the version serving in the database, which differs from the
+        control arm's after a promotion since this service started (it keeps what it loaded)."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        loaded = {name: arm.version for name, arm in self.arms.items()}
+        try:
+            with self.pool.connection(timeout=timeout_s) as conn:
+                present = {row[0] for row in conn.execute(
+                    "SELECT version FROM embedtune_versions WHERE version = ANY(%s)", (list(loaded.values()),))}
+                serving = serving_version(conn)
+        except (psycopg.Error, PoolTimeout) as exc:
+            return {"ready": False, "reason": f"the database does not answer ({type(exc).__name__})", "arms": loaded}
+        missing = sorted(v for v in loaded.values() if v not in present)
+        if missing:
+            return {"ready": False, "reason": f"index version(s) {', '.join(missing)} no longer in the database",
+                    "arms": loaded, "serving": serving}
+        return {"ready": True, "arms": loaded, "serving": serving}
+
     def query_batches(self) -> dict[str, dict[int, int]]:
         """Per arm, how many query batches of each size were encoded (empty without batching)."""
         return {name: dict(sorted((arm.batcher.batch_sizes if arm.batcher else Counter()).items()))
@@ -189,10 +210,12 @@ class SearchService:
             if doc_id not in shown:
                 raise BadRequest(f"document {doc_id!r} was not among the results of impression {impression}")
             entry = shown[doc_id]
-            conn.execute("INSERT INTO embedtune_clicks (impression_id, doc_id, rank, arm, version) "
-                         "VALUES (%s, %s, %s, %s, %s)", (impression, doc_id, entry["rank"], entry["arm"],
-                                                          entry["version"]))
-        return {"ok": True, "impression_id": str(impression), "doc_id": doc_id, "rank": entry["rank"]}
+            stored = conn.execute("INSERT INTO embedtune_clicks (impression_id, doc_id, rank, arm, version) "
+                                  "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (impression_id, doc_id) DO NOTHING "
+                                  "RETURNING id", (impression, doc_id, entry["rank"], entry["arm"],
+                                                   entry["version"])).fetchone()
+        return {"ok": True, "impression_id": str(impression), "doc_id": doc_id, "rank": entry["rank"],
+                "repeat": stored is None}  # a repeated click on one result of one search is stored once
 
 
 def _arm_versions(conn: Any, experiment: Experiment) -> dict[str, Version]:
