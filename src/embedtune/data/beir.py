@@ -92,9 +92,15 @@ def _string_field(record: Mapping, name: str, path: Path, line: int, *, required
         value = str(value)
     if not isinstance(value, str):
         raise InputError(f"must be a string, got {type(value).__name__}", path=path, line=line, field=name)
+    return refuse_surrogates(value, path, line, name)
+
+
+def refuse_surrogates(value: str, path: Path, line: int, name: str) -> str:
+    """``value``, unless it holds a lone UTF-16 surrogate (``"\ud800"``: valid JSON, but not text that can be
+    written as UTF-8): then an error naming file, line and field."""
     try:
         value.encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800"): valid JSON, not text
+    except UnicodeEncodeError as exc:
         raise InputError(f"holds {value[exc.start]!r} at character {exc.start + 1}, which is not a character "
                          "(a lone UTF-16 surrogate)", path=path, line=line, field=name) from None
     return value

@@ -39,6 +39,7 @@ from embedtune.data.beir import (
     read_corpus,
     read_qrels,
     read_queries,
+    refuse_surrogates,
 )
 from embedtune.data.dedup import dedup_key, normalize_text
 from embedtune.errors import InputError
@@ -126,7 +127,7 @@ def _text(record: Mapping, name: str, path: Path, line: int, *, required: bool) 
         value = str(value)
     if not isinstance(value, str):
         raise InputError(f"must be text, got {type(value).__name__}", path=path, line=line, field=name)
-    return value
+    return refuse_surrogates(value, path, line, name)
 
 
 class _Builder:
@@ -169,8 +170,11 @@ class _Builder:
 def _columns(path: Path) -> list[str] | None:
     """The header of a CSV or Parquet table (None for JSONL, whose records each name their own fields)."""
     if path.suffix == ".csv":
-        for _, text in decode_lines(path):
-            return next(csv.reader([text]), [])
+        for line, text in decode_lines(path):
+            try:
+                return next(csv.reader([text]), [])
+            except csv.Error as exc:
+                raise InputError(f"malformed CSV header: {exc}", path=path, line=line) from None
         return []
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -266,7 +270,7 @@ def _id_list(record: Mapping, name: str, path: Path, line: int) -> list[str]:
     ids = value.tolist() if hasattr(value, "tolist") else value
     if bad := next((v for v in ids if isinstance(v, bool) or not isinstance(v, (str, int))), None):
         raise InputError(f"must be a list of document ids, holds {bad!r}", path=path, line=line, field=name)
-    return [str(v).strip() for v in ids]
+    return [refuse_surrogates(str(v).strip(), path, line, name) for v in ids]
 
 
 def _timestamp(record: Mapping, path: Path, line: int) -> datetime:
