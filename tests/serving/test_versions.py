@@ -252,6 +252,21 @@ def test_gate_refuses_a_worse_or_insignificant_model() -> None:
     assert not decide(COMPARISON, min_improvement=0.0, max_p_value=0.01).promote
 
 
+def test_the_default_gate_refuses_a_gain_that_is_not_significant_and_says_what_to_try() -> None:
+    """A low-data domain's +0.0075 at p = 0.74 was promoted: by default the gain must be significant too."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    gate = yaml.safe_load((REPO / "params.yaml").read_text())["reindex"]
+    lucky = {**COMPARISON, "paired_t_test_p": 0.74,
+             "metrics": {"ndcg@10": {"baseline": 0.580, "finetuned": 0.5875, "delta": 0.0075}}}
+    refused = decide(lucky, min_improvement=gate["min_improvement"], max_p_value=gate["max_p_value"])
+    assert not refused.promote and "not significant at p <= 0.05" in refused.reason
+    assert "add training pairs" in refused.reason and "synthetic.enabled=true" in refused.reason
+    assert decide(COMPARISON, min_improvement=gate["min_improvement"], max_p_value=gate["max_p_value"]).promote
+
+
 def test_search_returns_k_documents_even_when_ef_search_is_lower(db_url: str) -> None:
     with connect(db_url) as conn:
         loaded = _load(conn, FP_E, "e", n=200, seed=5)
