@@ -32,6 +32,20 @@ def test_group_switch_and_override() -> None:
     assert params["train"]["epochs"] == 1
 
 
+@pytest.mark.parametrize("group", sorted(p.stem for p in (REPO / "conf" / "data").glob("*.yaml")))
+def test_every_data_group_composes_and_names_a_dataset_that_is_here(group: str) -> None:
+    """The domains defaults are chosen across (../shared/datasets) each have a data group a user can switch to."""
+    params = yaml.safe_load(compose_params([f"data={group}"], config_dir=REPO / "conf"))
+    source = (REPO / params["data"]["source"]).resolve()
+    assert params["data"]["name"] == group and (source / "corpus.jsonl").is_file() and (source / "README.md").is_file()
+
+
+def test_every_shared_domain_has_a_data_group() -> None:
+    shared = REPO.parent / "shared" / "datasets"
+    domains = {p.name for p in shared.iterdir() if (p / "corpus.jsonl").is_file()} if shared.is_dir() else set()
+    assert domains <= {p.stem for p in (REPO / "conf" / "data").glob("*.yaml")}
+
+
 def test_model_group_switch() -> None:
     params = yaml.safe_load(compose_params(["model=mpnet"], config_dir=REPO / "conf"))
     assert params["model"] == {"name": "all-mpnet-base-v2", "base": "split-zip:all-mpnet-base-v2", "max_seq_length": 256}
