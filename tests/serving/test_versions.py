@@ -97,6 +97,39 @@ def test_load_search_and_noop_reload(db_url: str) -> None:
         assert conn.execute(f"SELECT count(*) FROM {SERVING_VIEW}").fetchone()[0] == 200
 
 
+def test_searches_and_read_commands_never_wait_on_a_reindex_transaction(db_url: str, monkeypatch) -> None:
+    """While a reindex holds its transaction open (a new version's tables created, its row inserted, not yet
+    committed), searches, `embedtune versions` and a new connection all answer at once: readers take no DDL lock
+    (every connection used to run ALTER TABLE and queued behind such a transaction). A 2 s lock_timeout on the
+    readers turns any wait into a failure instead of a hang."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+    from typer.testing import CliRunner
+
+    from embedtune.cli import app
+
+    with connect(db_url) as conn:
+        serving = _load(conn, FP_A, "a").version
+        promote(conn, serving, "test")
+    impatient = make_conninfo(db_url, options="-c lock_timeout=2000")
+    with psycopg.connect(db_url) as writer:  # not autocommit: everything below stays in one open transaction
+        writer.execute("CREATE TABLE emb_00000000pending (id text, embedding vector(16))")
+        writer.execute("INSERT INTO embedtune_versions (version, fingerprint, model_path, dim, rows) "
+                       "VALUES ('emb_00000000pending', %s, '/m', 16, 0)", ("b" * 64,))
+        writer.execute("INSERT INTO embedtune_events (event, version) VALUES ('loading', 'emb_00000000pending')")
+        started = time.perf_counter()
+        with connect(impatient) as reader:
+            assert serving_version(reader) == serving
+            used, hits = search(reader, _vectors(200, 0)[3], model_fingerprint=FP_A, k=3, ef_search=40)
+            assert used == serving and hits[0].id == "a3"
+            assert [v.version for v in list_versions(reader)] == [serving]  # the pending one is not visible
+        monkeypatch.setenv("EMBEDTUNE_DATABASE_URL", impatient)
+        listed = CliRunner().invoke(app, ["versions"])
+        assert listed.exit_code == 0 and serving in listed.output, listed.output
+        assert time.perf_counter() - started < 10
+        writer.rollback()
+
+
 def test_the_same_model_over_a_changed_corpus_is_a_new_version_and_the_old_keeps_its_text(db_url: str) -> None:
     """A corpus that gained a document and had one edited, embedded by the same model: a reload must not be a
     no-op on the old version (its search would miss the new document), and the old version's hits, serving view
