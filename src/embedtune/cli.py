@@ -16,6 +16,9 @@ app = typer.Typer(help="embedtune: fine-tune, evaluate and serve domain embeddin
                   pretty_exceptions_enable=False)
 ab_app = typer.Typer(help="A/B test reports and click export.", no_args_is_help=True)
 app.add_typer(ab_app, name="ab")
+judge_app = typer.Typer(help="Expert judgements: queue queries for the judging page, report, export qrels.",
+                        no_args_is_help=True)
+app.add_typer(judge_app, name="judge")
 
 
 def _fail(exc: Exception) -> None:
@@ -261,8 +264,12 @@ def serve(
     lexical_weight: float | None = typer.Option(None, help=LEXICAL_WEIGHT_HELP),
     max_batch: int = typer.Option(64, min=1, help="concurrent requests' queries encoded in one forward pass, at "
                                                    "most this many (1: each alone)"),
+    judge_version: list[str] = typer.Option([], help="judging page: also pool this version's ranking, e.g. the base "
+                                                     "model's (repeatable; the arms and BM25 are always pooled)"),
+    judge_depth: int = typer.Option(10, min=1, max=100, help="judging page: each system's top results pooled"),
 ) -> None:
-    """Run the HTTP search service (GET /search, POST /click, a search page at /, OpenAPI at /docs)."""
+    """Run the HTTP search service (GET /search, POST /click, a search page at /, the judging page at /judge with
+    EMBEDTUNE_JUDGE_TOKEN set, OpenAPI at /docs)."""
     import uvicorn
 
     from embedtune.serving.app import create_app
@@ -271,7 +278,8 @@ def serve(
 
     service = SearchService(database_url(), Experiment(experiment, mode, control, treatment, share),
                             ef_search=ef_search, onnx={"control": onnx} if onnx else None,
-                            lexical_weight=_lexical_weight(lexical_weight), max_batch=max_batch)
+                            lexical_weight=_lexical_weight(lexical_weight), max_batch=max_batch,
+                            judge_versions=tuple(judge_version), judge_depth=judge_depth)
     typer.echo(f"serving experiment {experiment!r} ({mode}): " +
                ", ".join(f"{n}={a.version}" for n, a in service.arms.items()) + f" on http://{host}:{port}/")
     try:  # uvicorn shuts down on SIGTERM, then raises it again under the handler ``command`` set
@@ -321,6 +329,60 @@ def ab_export(experiment: str = typer.Argument("default"),
     with connect() as conn:
         n = export_clicks(conn, experiment, output)
     typer.echo(f"wrote {n} searches to {output}")
+
+
+@command(judge_app, "add")
+def judge_add(
+    queries: Path | None = typer.Argument(None, help="queries.jsonl (BEIR: _id, text) or a text file, one per line"),
+    text: list[str] = typer.Option([], help="a query typed here (repeatable)"),
+    from_clicks: str | None = typer.Option(None, help="the queries searched in this A/B experiment"),
+) -> None:
+    """Queue queries for the judging page (a query already queued is kept once)."""
+    from embedtune.serving.db import connect
+    from embedtune.serving.judging import add_queries, read_query_file
+
+    with connect() as conn:
+        added = add_queries(conn, [(None, t) for t in text], "typed")
+        if queries is not None:
+            added += add_queries(conn, read_query_file(queries), "file")
+        if from_clicks is not None:
+            rows = conn.execute("SELECT DISTINCT query FROM embedtune_impressions WHERE experiment = %s",
+                                (from_clicks,)).fetchall()
+            added += add_queries(conn, [(None, r[0]) for r in rows], "clicks")
+    typer.echo(f"queued {added} new quer{'y' if added == 1 else 'ies'}")
+
+
+@command(judge_app, "report")
+def judge_report(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Queries queued and judged, judgements by grade, judges, and their agreement (Cohen's kappa)."""
+    import json
+
+    from embedtune.serving.db import connect
+    from embedtune.serving.judging import report
+
+    with connect() as conn:
+        result = report(conn)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"{result['judged_queries']} of {result['queued_queries']} queued queries judged: "
+               f"{result['judgements']} judgements by {result['judges']} judge(s) {result['grades']}")
+    typer.echo(f"agreement: Cohen's kappa {result['cohen_kappa']} over {result['doubly_judged']} doubly-judged "
+               "documents")
+
+
+@command(judge_app, "export")
+def judge_export(
+    output: Path = typer.Option(..., help="directory for queries.jsonl and qrels/{test,train}.tsv"),
+    test_queries: int = typer.Option(100, min=0, help="judged queries held out for the test split (the first ones)"),
+) -> None:
+    """Write the judged queries as BEIR files: graded qrels, the first --test-queries of them as the test split."""
+    from embedtune.serving.db import connect
+    from embedtune.serving.judging import export_qrels
+
+    with connect() as conn:
+        counts = export_qrels(conn, output, test_queries=test_queries)
+    typer.echo(f"wrote {output}: {counts}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

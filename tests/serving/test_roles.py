@@ -82,16 +82,24 @@ def test_the_service_role_reads_indexes_and_only_adds_to_the_logs(db_url: str, v
     assert f"{service} is a member of embedtune_service" in granted.output
 
     service_url = make_conninfo(db_url, user=service)
-    server = BackgroundServer(SearchService(service_url, Experiment("as-service")))
+    server = BackgroundServer(SearchService(service_url, Experiment("as-service")), judge_token="t")
     try:
         body = _search(server)
         click = requests.post(f"{server.url}/click", json={"impression_id": body["impression_id"],
                                                            "doc_id": body["results"][0]["id"]})
         assert click.status_code == 200, click.text
+        auth = {"Authorization": "Bearer t"}  # the judging page writes as the service too
+        assert requests.post(f"{server.url}/judge/queries", headers=auth, json={"text": "vitamin D"}).ok
+        shown = requests.get(f"{server.url}/judge/next", params={"judge": "ann"}, headers=auth).json()
+        graded = requests.post(f"{server.url}/judge/grade", headers=auth, json={
+            "request_id": str(uuid.uuid4()), "judge": "ann", "query_id": shown["query_id"],
+            "doc_id": shown["candidates"][0]["doc_id"], "grade": 2})
+        assert graded.status_code == 200, graded.text
     finally:
         server.stop()
     with psycopg.connect(service_url, autocommit=True) as conn:
         for statement in ("TRUNCATE embedtune_clicks", "TRUNCATE embedtune_impressions CASCADE",
+                          "UPDATE embedtune_judgements SET grade = 0", "DELETE FROM embedtune_judgements",
                           "UPDATE embedtune_clicks SET rank = 1", "DELETE FROM embedtune_clicks",
                           "DELETE FROM embedtune_impressions",
                           "ALTER TABLE embedtune_clicks DISABLE TRIGGER USER",

@@ -6,6 +6,8 @@
 * ``POST /click`` ``{"impression_id": ..., "doc_id": ...}`` records a click.
 * ``GET /healthz``: the process is alive (and its arms, batching counts); ``GET /readyz``: 200 when the database
   answers and the arms' index versions are in it, else 503 (probes of a load balancer or Kubernetes).
+* ``GET /judge`` is the judging page; ``GET /judge/next``, ``POST /judge/queries`` and ``POST /judge/grade``
+  (``serving.judging``) need ``Authorization: Bearer $EMBEDTUNE_JUDGE_TOKEN``.
 * ``GET /`` is a small search page (``static/index.html``); ``GET /docs`` the OpenAPI UI.
 """
 
@@ -21,6 +23,25 @@ from embedtune.serving.service import MAX_K, MAX_QUERY_CHARS, SearchService
 PAGE = Path(__file__).parent / "static" / "index.html"
 
 
+JUDGE_PAGE = Path(__file__).parent / "static" / "judge.html"
+JUDGE_TOKEN_ENV = "EMBEDTUNE_JUDGE_TOKEN"
+
+
+class JudgementIn(BaseModel):
+    """One graded judgement of a pooled document (grade null: skipped)."""
+
+    request_id: str = Field(..., max_length=100, description="a new UUID per judgement: a replay stores nothing")
+    judge: str = Field(..., min_length=1, max_length=200)
+    query_id: str = Field(..., min_length=1, max_length=200)
+    doc_id: str = Field(..., min_length=1, max_length=1000)
+    grade: int | None = Field(..., description="2 relevant, 1 partly relevant, 0 not relevant, null: skip")
+    note: str = Field("", max_length=2000)
+
+
+class QueryIn(BaseModel):
+    text: str = Field(..., min_length=1, max_length=1000, description="a query to judge")
+
+
 class ClickIn(BaseModel):
     """A click on a search result."""
 
@@ -28,7 +49,11 @@ class ClickIn(BaseModel):
     doc_id: str = Field(..., min_length=1, max_length=1000, description="id of the clicked result")
 
 
-def create_app(service: SearchService):
+def create_app(service: SearchService, judge_token: str | None = None):
+    """The app over ``service``. ``judge_token`` (default: ``EMBEDTUNE_JUDGE_TOKEN``) opens the judging routes
+    to requests bearing it (``Authorization: Bearer <token>``); without one they answer 403."""
+    import os
+
     from fastapi import FastAPI, Query, Request
     from fastapi.responses import HTMLResponse, JSONResponse
 
@@ -67,13 +92,49 @@ def create_app(service: SearchService):
     def click(body: ClickIn) -> dict:
         return service.click(body.impression_id, body.doc_id)
 
+    _judging_routes(app, service, judge_token if judge_token is not None else os.environ.get(JUDGE_TOKEN_ENV, ""))
     return app
+
+
+def _judging_routes(app, service: SearchService, token: str) -> None:
+    """The judging page and its API, open to requests bearing ``token`` (none: every request is refused)."""
+    import hmac
+
+    from fastapi import Depends, Header, HTTPException, Query
+    from fastapi.responses import HTMLResponse
+
+    def judging_allowed(authorization: str | None = Header(None)) -> None:
+        if not token:
+            raise HTTPException(403, f"judging is off: start the service with {JUDGE_TOKEN_ENV} set")
+        if not authorization or not authorization.startswith("Bearer "):
+            raise HTTPException(401, "judging needs the header Authorization: Bearer <token>")
+        if not hmac.compare_digest(authorization.removeprefix("Bearer ").encode(), token.encode()):
+            raise HTTPException(403, "wrong judging token")
+
+    @app.get("/judge", response_class=HTMLResponse, include_in_schema=False)
+    def judge_page() -> str:
+        return JUDGE_PAGE.read_text(encoding="utf-8")
+
+    @app.get("/judge/next", dependencies=[Depends(judging_allowed)])
+    def judge_next(judge: str = Query(..., min_length=1, max_length=200)) -> dict:
+        """The next query for this judge, with its blind candidate pool and the judge's progress."""
+        return service.judge_next(judge)
+
+    @app.post("/judge/queries", dependencies=[Depends(judging_allowed)])
+    def judge_add(body: QueryIn) -> dict:
+        """Queue a query typed by a judge."""
+        return service.judge_add(body.text)
+
+    @app.post("/judge/grade", dependencies=[Depends(judging_allowed)])
+    def judge_grade(body: JudgementIn) -> dict:
+        """Append one judgement (a replayed request_id: 409, nothing stored)."""
+        return service.judge_record(**body.model_dump())
 
 
 class BackgroundServer:
     """The service on a free loopback port in a background thread (tests, benchmarks, simulations)."""
 
-    def __init__(self, service: SearchService, host: str = "127.0.0.1") -> None:
+    def __init__(self, service: SearchService, host: str = "127.0.0.1", judge_token: str | None = None) -> None:
         import socket
         import threading
         import time
@@ -85,7 +146,8 @@ class BackgroundServer:
             port = sock.getsockname()[1]
         self.service = service
         self.url = f"http://{host}:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="error"))
+        config = uvicorn.Config(create_app(service, judge_token), host=host, port=port, log_level="error")
+        self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 30

@@ -21,7 +21,8 @@ from embedtune.errors import EmbedtuneError
 
 DATABASE_URL_ENV = "EMBEDTUNE_DATABASE_URL"
 DEFAULT_PGDATA = Path(".pgdata")
-SCHEMA_FILES = {1: "schema.sql", 2: "schema_2.sql"}  # schema version -> the script that brings the one before to it
+# schema version -> the script that brings the database from the version before to it
+SCHEMA_FILES = {1: "schema.sql", 2: "schema_2.sql", 3: "schema_3.sql"}
 SCHEMA_VERSION = max(SCHEMA_FILES)
 MIGRATION_LOCK = 7261  # pg_advisory_xact_lock key: several processes may migrate at once
 

@@ -5,7 +5,8 @@ Three kinds of role use a deployment's database:
 * the **owner** (the role that runs ``embedtune migrate`` and the reindex stage) owns the tables: it migrates,
   loads and promotes index versions and is the only one that can purge logs (``purge``);
 * ``embedtune_service`` (``embedtune serve``) reads the index versions and may only INSERT and SELECT the A/B
-  logs (impressions, clicks, experiments): it cannot UPDATE, DELETE or TRUNCATE them, nor change any table;
+  logs (impressions, clicks, experiments) and the judging page's queue, pools and judgements: it cannot UPDATE,
+  DELETE or TRUNCATE them, nor change any table;
 * ``embedtune_reader`` (``embedtune versions``, ``search``, ``ab report``, dashboards) reads everything.
 
 ``grant_roles`` creates the two group roles (NOLOGIN) if missing, grants their rights on today's tables and,
@@ -21,7 +22,10 @@ from embedtune.serving.db import IndexError_
 
 SERVICE_ROLE = "embedtune_service"
 READER_ROLE = "embedtune_reader"
-SERVICE_WRITES = ("embedtune_experiments", "embedtune_impressions", "embedtune_clicks")  # INSERT only
+# INSERT only: the A/B logs and the judging page's queue, pools and judgements
+SERVICE_WRITES = ("embedtune_experiments", "embedtune_impressions", "embedtune_clicks", "embedtune_judging_queries",
+                  "embedtune_judging_pools", "embedtune_judgements")
+SERVICE_SEQUENCES = ("embedtune_clicks_id_seq", "embedtune_judgements_id_seq")
 
 
 def grant_roles(conn: Any, *, service: list[str] = (), reader: list[str] = ()) -> list[str]:
@@ -46,8 +50,8 @@ def grant_roles(conn: Any, *, service: list[str] = (), reader: list[str] = ()) -
                 conn.execute(sql.SQL(statement).format(schema=schema, both=both))
             conn.execute(sql.SQL("GRANT INSERT ON {} TO {}").format(
                 sql.SQL(", ").join(map(sql.Identifier, SERVICE_WRITES)), sql.Identifier(SERVICE_ROLE)))
-            conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE embedtune_clicks_id_seq TO {}").format(
-                sql.Identifier(SERVICE_ROLE)))
+            conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                sql.SQL(", ").join(map(sql.Identifier, SERVICE_SEQUENCES)), sql.Identifier(SERVICE_ROLE)))
             done.append(f"granted {SERVICE_ROLE}: SELECT on all tables, INSERT on {', '.join(SERVICE_WRITES)}")
             done.append(f"granted {READER_ROLE}: SELECT on all tables (and on the index versions loaded later)")
             for group, members in ((SERVICE_ROLE, service), (READER_ROLE, reader)):

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from embedtune.errors import EmbedtuneError
-from embedtune.serving import abtest
+from embedtune.serving import abtest, judging
 from embedtune.serving.batching import DEFAULT_MAX_BATCH, DEFAULT_WINDOW_MS, QueryBatcher
 from embedtune.serving.db import connect
-from embedtune.serving.search import FingerprintMismatch, Hit, LexicalIndex, add_ms, hybrid_search
-from embedtune.serving.versions import Version, get_version, query_precision, serving_version
+from embedtune.serving.search import FingerprintMismatch, Hit, LexicalIndex, add_ms, hybrid_search, search
+from embedtune.serving.versions import Version, documents_table, get_version, query_precision, serving_version
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
@@ -76,7 +76,8 @@ class SearchService:
 
     def __init__(self, url: str, experiment: Experiment, *, ef_search: int = 80, pool_size: int = 8,
                  onnx: dict[str, Path] | None = None, lexical_weight: float = 0.0,
-                 max_batch: int = DEFAULT_MAX_BATCH, window_ms: float = DEFAULT_WINDOW_MS) -> None:
+                 max_batch: int = DEFAULT_MAX_BATCH, window_ms: float = DEFAULT_WINDOW_MS,
+                 judge_versions: tuple[str, ...] = (), judge_depth: int = judging.DEFAULT_DEPTH) -> None:
         from pgvector.psycopg import register_vector
         from psycopg_pool import ConnectionPool
 
@@ -91,6 +92,10 @@ class SearchService:
             models: dict[str, Any] = {}
             self.arms = {name: _arm(name, version, (onnx or {}).get(name), models)
                          for name, version in versions.items()}
+            # the judging page pools the arms' rankings, BM25's and those of further versions (e.g. the base model)
+            extra = [get_version(conn, v) for v in judge_versions]
+            self.judge_systems = {**{f"dense:{a.version}": a for a in self.arms.values()},
+                                  **{f"dense:{v.version}": _arm("judge", v, None, models) for v in extra}}
             if max_batch > 1:
                 for arm in self.arms.values():
                     arm.batcher = QueryBatcher(arm.embed, max_batch=max_batch, window_ms=window_ms,
@@ -100,6 +105,9 @@ class SearchService:
             for arm in self.arms.values():
                 if self.lexical_weight > 0 and arm.version not in self.lexical:
                     self.lexical[arm.version] = LexicalIndex(conn, arm.version)
+        if isinstance(judge_depth, bool) or not isinstance(judge_depth, int) or not 1 <= judge_depth <= MAX_K:
+            raise BadRequest(f"the judging pool depth must be a whole number from 1 to {MAX_K}, got {judge_depth!r}")
+        self.judge_depth, self._judge_lexical = judge_depth, None
         self.pool = ConnectionPool(url, min_size=1, max_size=pool_size, kwargs={"autocommit": True},
                                    configure=register_vector, open=True)
 
@@ -129,6 +137,64 @@ class SearchService:
             return {"ready": False, "reason": f"index version(s) {', '.join(missing)} no longer in the database",
                     "arms": loaded, "serving": serving}
         return {"ready": True, "arms": loaded, "serving": serving}
+
+    # --- the judging page (serving.judging) -------------------------------------------------------------------
+
+    @property
+    def judge_version(self) -> str:
+        """The index version whose documents are judged: the control arm's."""
+        return self.arms["control"].version
+
+    def _judge_rankings(self, query: str) -> dict[str, list[str]]:
+        """Each pooled system's top ``judge_depth`` for ``query``: every model by meaning alone, and BM25 over the
+        judged version's documents."""
+        rankings = {}
+        for system, arm in self.judge_systems.items():
+            vector = arm.embed_query(query)
+            with self.pool.connection() as conn:
+                _, hits = search(conn, vector, model_fingerprint=arm.fingerprint, k=self.judge_depth,
+                                 ef_search=self.ef_search, version=arm.version)
+            rankings[system] = [hit.id for hit in hits]
+        if self._judge_lexical is None:
+            with self.pool.connection() as conn:
+                self._judge_lexical = LexicalIndex(conn, self.judge_version)
+        scores = self._judge_lexical.ranker.scores([query])[0]
+        best = sorted((i for i in range(len(scores)) if scores[i] > 0), key=lambda i: -scores[i])[:self.judge_depth]
+        rankings["bm25"] = [self._judge_lexical.ids[i] for i in best]
+        return rankings
+
+    def judge_next(self, judge: str) -> dict[str, Any]:
+        """The next query for ``judge`` with its blind pool (titles and texts), what they graded of it, progress."""
+        with self.pool.connection() as conn:
+            query_id = judging.next_query(conn, judge, self.judge_version)
+            state = {"progress": judging.progress(conn, judge)}
+            if query_id is None:
+                return {**state, "done": True}
+        with self.pool.connection() as conn:
+            stored = conn.execute("SELECT 1 FROM embedtune_judging_pools WHERE query_id = %s AND version = %s",
+                                  (query_id, self.judge_version)).fetchone()
+        rank = self._judge_rankings if stored is None else (lambda _text: {})  # encode only for a new pool
+        with self.pool.connection() as conn:
+            pool = judging.pool_for(conn, query_id, rank, version=self.judge_version, depth=self.judge_depth)
+            texts = {r[0]: (r[1], r[2]) for r in conn.execute(
+                f"SELECT id, title, text FROM {documents_table(self.judge_version)} WHERE id = ANY(%s)",
+                (pool["ids"],))}
+            mine = conn.execute("SELECT DISTINCT ON (doc_id) doc_id, grade FROM embedtune_judgements "
+                                "WHERE judge = %s AND query_id = %s ORDER BY doc_id, id DESC",
+                                (judge, query_id)).fetchall()
+        return {**state, "done": False, "query_id": query_id, "text": pool["text"],
+                "candidates": [{"doc_id": d, "title": texts.get(d, ("", ""))[0], "text": texts.get(d, ("", ""))[1]}
+                               for d in pool["ids"]],
+                "judged": {doc_id: grade for doc_id, grade in mine}}
+
+    def judge_add(self, text: str) -> dict[str, Any]:
+        with self.pool.connection() as conn:
+            added = judging.add_queries(conn, [(None, text)], "typed")
+        return {"ok": True, "query_id": judging.query_id_for(text.strip()), "added": bool(added)}
+
+    def judge_record(self, **judgement: Any) -> dict[str, Any]:
+        with self.pool.connection() as conn:
+            return judging.record(conn, version=self.judge_version, **judgement)
 
     def query_batches(self) -> dict[str, dict[int, int]]:
         """Per arm, how many query batches of each size were encoded (empty without batching)."""
