@@ -165,11 +165,15 @@ def test_the_judging_page_in_a_real_browser_by_keyboard(db_url: str, versions) -
             page.wait_for_selector(".cand")
             total = page.locator(".cand").count()
             page.locator("body").click(position={"x": 5, "y": 5})
-            for key in ["2", "j", "k", "1"]:  # grade, move down and back up (onto a graded one), grade the next
-                page.keyboard.press(key)
-            page.wait_for_function("document.querySelectorAll('.cand.judged').length >= 2")
-            page.keyboard.press("s")
-            page.wait_for_function("document.querySelectorAll('.cand.judged').length >= 3")
+
+            def press(*keys: str, judged: int) -> None:
+                for key in keys:
+                    page.keyboard.press(key)
+                page.wait_for_function(f"document.querySelectorAll('.cand.judged').length >= {judged}")
+
+            press("2", judged=1)  # grade the first; the page moves on to the next ungraded one
+            press("j", "k", "1", judged=2)  # down and back up, grade that one
+            press("s", judged=3)  # skip the third
             browser.close()
     finally:
         server.stop()
