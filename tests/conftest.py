@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -138,3 +139,26 @@ def db_url(empty_db_url: str) -> str:
     with connect(empty_db_url, migrate_schema=True):
         pass
     return empty_db_url
+
+
+# --- a real browser: Debian's Chromium driven by Playwright (.ci/run installs it and requires these tests) ------
+
+needs_chromium = pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists() and not os.environ.get("EMBEDTUNE_REQUIRE_BROWSER"),
+    reason="Debian chromium is not installed (.ci/run installs it and requires this test)")
+
+
+@contextlib.contextmanager
+def chromium_page():
+    """A page of a headless Chromium that reaches nothing but loopback, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+

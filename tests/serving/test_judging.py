@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from pathlib import Path
@@ -15,6 +14,7 @@ from embedtune.serving.app import BackgroundServer
 from embedtune.serving.db import connect
 from embedtune.serving.judging import cohen_kappa, pooled
 from embedtune.serving.service import Experiment, SearchService
+from tests.conftest import chromium_page, needs_chromium
 from tests.serving.test_service import docs, models, versions  # noqa: F401 - fixtures
 
 TOKEN = "s3cret-judging-token"
@@ -145,18 +145,11 @@ def test_two_judges_at_once_agreement_and_the_export_prepare_reads(db_url: str, 
     assert {g for q in dataset.qrels["train"].values() for g in q.values()} <= {0, 1, 2}
 
 
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists() and not os.environ.get("EMBEDTUNE_REQUIRE_BROWSER"),
-                    reason="needs Debian's chromium (CI installs it and requires this test)")
+@needs_chromium
 def test_the_judging_page_in_a_real_browser_by_keyboard(db_url: str, versions) -> None:  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
     server = _serve(db_url, versions)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            page = browser.new_page()
+        with chromium_page() as page:
             page.goto(server.url + "/judge")
             page.fill("#token", TOKEN)
             page.fill("#judge", "carol")
@@ -174,7 +167,6 @@ def test_the_judging_page_in_a_real_browser_by_keyboard(db_url: str, versions) -
             press("2", judged=1)  # grade the first; the page moves on to the next ungraded one
             press("j", "k", "1", judged=2)  # down and back up, grade that one
             press("s", judged=3)  # skip the third
-            browser.close()
     finally:
         server.stop()
     with connect(db_url) as conn:

@@ -7,7 +7,6 @@ weights were perturbed (so its fingerprint and its vectors differ).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -23,7 +22,7 @@ from embedtune.serving.db import connect
 from embedtune.serving.search import FingerprintMismatch, LexicalIndex, hybrid_search, search
 from embedtune.serving.service import Experiment, SearchService
 from embedtune.serving.versions import load_version, promote
-from tests.conftest import SCIFACT
+from tests.conftest import SCIFACT, chromium_page, needs_chromium
 
 N_DOCS = 60
 
@@ -192,18 +191,11 @@ def test_guard_and_experiment_conflicts(db_url: str, versions, models, docs, tmp
         SearchService(db_url, Experiment("guard", "interleave", versions["base"], changed))
 
 
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists() and not os.environ.get("EMBEDTUNE_REQUIRE_BROWSER"),
-                    reason="Debian chromium is not installed (.ci/run installs it and requires this test)")
+@needs_chromium
 def test_search_page_in_a_real_browser(db_url: str, versions) -> None:
-    from playwright.sync_api import sync_playwright
-
     server = _serve(db_url, Experiment("browser"))
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            page = browser.new_page()
+        with chromium_page() as page:
             page.goto(server.url + "/")
             page.fill("#q", "vitamin D deficiency")
             page.click("button[type=submit]")
@@ -213,7 +205,6 @@ def test_search_page_in_a_real_browser(db_url: str, versions) -> None:
             first_id = hits.first.get_attribute("data-id")
             page.locator(".hit a").first.click()
             page.wait_for_selector(".hit.clicked")
-            browser.close()
     finally:
         server.stop()
     with connect(db_url) as conn:
