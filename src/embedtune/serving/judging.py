@@ -114,8 +114,8 @@ def pool_for(conn: Any, query_id: str, rank: Callable[[str], dict[str, list[str]
     return {"query_id": query_id, "text": row[0], **stored[0]}
 
 
-def _latest(conn: Any, where: str = "TRUE", args: tuple = ()) -> dict[tuple[str, str, str], int | None]:
-    """(judge, query, document) -> the judge's latest grade (None: skipped)."""
+def latest_grades(conn: Any, where: str = "TRUE", args: tuple = ()) -> dict[tuple[str, str, str], int | None]:
+    """(judge, query, document) -> the judge's latest grade (None: skipped), over the judgements ``where`` selects."""
     rows = conn.execute(f"SELECT DISTINCT ON (judge, query_id, doc_id) judge, query_id, doc_id, grade "
                         f"FROM embedtune_judgements WHERE {where} ORDER BY judge, query_id, doc_id, id DESC", args)
     return {(judge, query, doc): grade for judge, query, doc, grade in rows}
@@ -197,7 +197,7 @@ def cohen_kappa(pairs: list[tuple[int, int]]) -> float | None:
 def report(conn: Any) -> dict[str, Any]:
     """Queue, judgements, judges, and agreement: Cohen's kappa over every (query, document) two judges graded
     (pairs of judges pooled; each judge's latest grade, skips left out)."""
-    latest = {key: grade for key, grade in _latest(conn).items() if grade is not None}
+    latest = {key: grade for key, grade in latest_grades(conn).items() if grade is not None}
     by_item: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
     for (judge, query, doc), grade in latest.items():
         by_item[(query, doc)][judge] = grade
@@ -221,7 +221,7 @@ def export_qrels(conn: Any, output: Path, *, test_queries: int) -> dict[str, int
     if isinstance(test_queries, bool) or not isinstance(test_queries, int) or test_queries < 0:
         raise JudgingError(f"the number of test queries must be a whole number >= 0, got {test_queries!r}")
     grades: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for (_, query, doc), grade in _latest(conn).items():
+    for (_, query, doc), grade in latest_grades(conn).items():
         if grade is not None:
             grades[(query, doc)].append(grade)
     order = [r[0] for r in conn.execute("SELECT query_id FROM embedtune_judging_queries ORDER BY added_at, query_id")]

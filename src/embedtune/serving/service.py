@@ -179,13 +179,11 @@ class SearchService:
             texts = {r[0]: (r[1], r[2]) for r in conn.execute(
                 f"SELECT id, title, text FROM {documents_table(self.judge_version)} WHERE id = ANY(%s)",
                 (pool["ids"],))}
-            mine = conn.execute("SELECT DISTINCT ON (doc_id) doc_id, grade FROM embedtune_judgements "
-                                "WHERE judge = %s AND query_id = %s ORDER BY doc_id, id DESC",
-                                (judge, query_id)).fetchall()
+            mine = judging.latest_grades(conn, "judge = %s AND query_id = %s", (judge, query_id))
         return {**state, "done": False, "query_id": query_id, "text": pool["text"],
                 "candidates": [{"doc_id": d, "title": texts.get(d, ("", ""))[0], "text": texts.get(d, ("", ""))[1]}
                                for d in pool["ids"]],
-                "judged": {doc_id: grade for doc_id, grade in mine}}
+                "judged": {doc_id: grade for (_, _, doc_id), grade in mine.items()}}
 
     def judge_add(self, text: str) -> dict[str, Any]:
         with self.pool.connection() as conn:
