@@ -5,6 +5,7 @@ from pathlib import Path
 
 from embedtune.config import get, load_params
 from embedtune.data.beir import read_qrels, read_queries
+from embedtune.data.origin import query_origin
 from embedtune.embed.precision import matching_precision
 from embedtune.embed.store import load_embeddings, load_views
 from embedtune.evaluation.metrics import summarize
@@ -34,10 +35,10 @@ def main() -> None:
         precision=matching_precision(get(params, "encode.precision"), corpus_meta),
         views=load_views(args.embeddings, corpus_ids),
     )
-    summary = summarize(per_query)
+    summary = {**summarize(per_query), "test_source": query_origin(qrels)}
     write_per_query(args.per_query, per_query, queries)
     write_json_atomic(args.metrics, summary)
-    log.info("baseline: %s", summary)
+    log.info("baseline (%s test queries): %s", summary["test_source"], summary)
 
 
 if __name__ == "__main__":

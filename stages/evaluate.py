@@ -5,6 +5,7 @@ from pathlib import Path
 
 from embedtune.config import get, load_params
 from embedtune.data.beir import read_qrels, read_queries
+from embedtune.data.origin import query_origin
 from embedtune.embed.precision import matching_precision
 from embedtune.embed.store import load_embeddings, load_views
 from embedtune.evaluation.metrics import compare, summarize
@@ -46,16 +47,16 @@ def main() -> None:
     )
     baseline = read_per_query(args.baseline_per_query)
     primary = get(params, "evaluate.primary_metric")
-    comparison = compare(baseline, per_query, primary=primary)
+    comparison = {**compare(baseline, per_query, primary=primary), "test_source": query_origin(qrels)}
     rows = comparison_rows(baseline, per_query, queries, primary)
     write_per_query(args.reports / "finetuned_per_query.csv", per_query, queries)
     write_comparison_csv(args.reports / "per_query_comparison.csv", rows, primary)
     write_wins_losses(args.reports / "wins_losses.md", comparison, rows)
     plot_comparison(args.reports / "comparison.png", comparison, rows)
     write_json_atomic(args.comparison, comparison)
-    summary = summarize(per_query)
+    summary = {**summarize(per_query), "test_source": comparison["test_source"]}
     write_json_atomic(args.metrics, summary)
-    log.info("fine-tuned: %s", summary)
+    log.info("fine-tuned (%s test queries): %s", comparison["test_source"], summary)
     log.info("wins %d, losses %d, ties %d (paired t-test p=%s)", comparison["wins"], comparison["losses"],
              comparison["ties"], comparison["paired_t_test_p"])
 

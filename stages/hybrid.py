@@ -12,6 +12,7 @@ from pathlib import Path
 
 from embedtune.config import get, load_params
 from embedtune.data.beir import read_corpus, read_qrels, read_queries
+from embedtune.data.origin import query_origin
 from embedtune.embed.precision import matching_precision
 from embedtune.embed.store import load_embeddings, load_views
 from embedtune.errors import InputError
@@ -44,7 +45,7 @@ def main() -> None:
     ranker = BM25Ranker([d.full_text for d in corpus.values()])
     splits = {name: read_qrels(path, corpus_ids, queries) for name, path in (("test", args.test_qrels),
                                                                               ("dev", args.dev_qrels))}
-    report: dict = {"lexical_weight": weight}
+    report: dict = {"lexical_weight": weight, "test_source": query_origin(splits["test"])}
     for split, qrels in splits.items():
         report[split] = {"queries": len(qrels)}
         if qrels:

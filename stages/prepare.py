@@ -1,4 +1,8 @@
-"""prepare: validate, normalise, drop empty documents, deduplicate (exact and near) and optionally sample."""
+"""prepare: validate, normalise, drop empty documents, deduplicate (exact and near) and optionally sample.
+
+Documents alone (no query judged by a person) need `synthetic.enabled`: synthetic queries then stand in for the
+test split too (`synthetic.test_queries` of them, ids `syn-test:`), and every figure from them is labelled
+synthetic."""
 
 import argparse
 from pathlib import Path
@@ -6,6 +10,8 @@ from pathlib import Path
 from embedtune.config import get, load_params
 from embedtune.data.prepare import prepare_dataset, remap_negatives, write_negatives, write_prepared
 from embedtune.data.sources import ClickOptions, read_sources
+from embedtune.data.synthetic import generator_from_params, has_judged_queries, with_synthetic_test
+from embedtune.errors import InputError
 from embedtune.io import atomic_directory, write_json_atomic
 from embedtune.runtime import log, run_stage
 
@@ -27,6 +33,18 @@ def main() -> None:
         seed=get(params, "seed"),
     )
     negatives = remap_negatives(negatives, report, prepared)
+    report.counts["synthetic_test_queries"] = 0
+    if not has_judged_queries(prepared):
+        if not get(params, "synthetic.enabled"):
+            raise InputError("no query is judged relevant to any document (no qrels, pairs or clicks): add some, or "
+                             "train and test on synthetic queries with synthetic.enabled=true (its figures are "
+                             "then labelled synthetic and the model is not promoted)", path=args.raw)
+        prepared = with_synthetic_test(prepared, generator_from_params(get(params, "synthetic"), get(params, "seed")),
+                                       get(params, "synthetic.test_queries"), get(params, "seed"))
+        report.counts["synthetic_test_queries"] = len(prepared.qrels["test"])
+        log.warning("no judged queries: %d synthetic queries stand in for the test split; its figures say little "
+                    "about real searches (judge queries on the judging page: docs/serving.md)",
+                    report.counts["synthetic_test_queries"])
     report.counts["explicit_negatives"] = sum(len(d) for d in negatives.values())
     with atomic_directory(args.output) as staging:
         write_prepared(staging, prepared, report)

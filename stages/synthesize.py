@@ -8,7 +8,8 @@ from pathlib import Path
 
 from embedtune.config import get, load_params
 from embedtune.data.beir import read_corpus, read_qrels
-from embedtune.data.synthetic import OfflineGenerator, ict_positive, round_trip_filter
+from embedtune.data.origin import SYNTHETIC_TEST_PREFIX
+from embedtune.data.synthetic import generator_from_params, ict_positive, round_trip_filter
 from embedtune.embed.encoder import encode
 from embedtune.embed.precision import matching_precision
 from embedtune.embed.store import load_embeddings, save_embeddings
@@ -18,21 +19,11 @@ from embedtune.models import load_model
 from embedtune.runtime import log, run_stage
 
 
-def _generator(params: dict):
-    kind = get(params, "synthetic.generator")
-    if kind == "offline":
-        return OfflineGenerator(seed=get(params, "seed"))
-    if kind == "llm":
-        from embedtune.data.llm import LLMGenerator
-
-        return LLMGenerator.from_params(get(params, "synthetic.llm"))
-    raise ConfigError(f"synthetic.generator must be 'offline' or 'llm', got {kind!r}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("corpus", type=Path)
     parser.add_argument("train_qrels", type=Path)
+    parser.add_argument("test_qrels", type=Path, help="the test split: its synthetic queries' documents are left out")
     parser.add_argument("embeddings", type=Path, help="base model corpus embeddings (embed stage)")
     parser.add_argument("output", type=Path)
     parser.add_argument("metrics", type=Path)
@@ -44,15 +35,19 @@ def main() -> None:
     if stats["enabled"]:
         corpus = read_corpus(args.corpus)
         judged = {d for docs in read_qrels(args.train_qrels, corpus).values() for d in docs}
+        # a document whose synthetic query tests the model must not also train it
+        held_out = {d for q, docs in read_qrels(args.test_qrels, corpus).items() if q.startswith(SYNTHETIC_TEST_PREFIX)
+                    for d in docs}
         scope = get(params, "synthetic.documents")
         if scope not in ("unjudged", "all"):
             raise ConfigError(f"synthetic.documents must be 'unjudged' or 'all', got {scope!r}")
-        docs = [d for d in corpus.values() if scope == "all" or d.id not in judged]
+        docs = [d for d in corpus.values() if d.id not in held_out and (scope == "all" or d.id not in judged)]
         cap = get(params, "synthetic.max_documents") or 0
         rng = random.Random(get(params, "seed"))
         if cap and len(docs) > cap:
             docs = sorted(rng.sample(docs, cap), key=lambda d: d.id)
-        queries = _generator(params).generate(docs, get(params, "synthetic.per_document"))
+        generator = generator_from_params(get(params, "synthetic"), get(params, "seed"))
+        queries = generator.generate(docs, get(params, "synthetic.per_document"))
         model = load_model(get(params, "model.base"), max_seq_length=get(params, "model.max_seq_length"))
         corpus_ids, corpus_vectors, corpus_meta = load_embeddings(args.embeddings)
         vectors = encode(model, [q.text for q in queries], batch_size=get(params, "encode.batch_size"),
@@ -68,6 +63,7 @@ def main() -> None:
                             "positive_text": ict_positive(corpus[q.doc_id], q, rng, keep_probability=1 - removal)})
         stats.update({
             "documents": len(docs),
+            "documents_held_out_for_the_synthetic_test": len(held_out),
             "generated": len(queries),
             "kept_round_trip": len(kept),
             "dropped_round_trip": len(queries) - len(kept),

@@ -56,6 +56,27 @@ def test_prepare_and_split_write_counts(tmp_path: Path, small_beir: Path) -> Non
     assert "only 2 training pairs" in result.stderr  # warned loudly
 
 
+def test_documents_alone_need_synthetic_queries_which_then_stand_in_for_the_test(tmp_path: Path) -> None:
+    corpus = [{"_id": f"d{i}", "title": f"Document title number {i}", "text": f"Text {i} of the corpus."}
+              for i in range(8)]
+    write_beir(tmp_path / "raw", corpus, [], {})
+    _params(tmp_path)
+    refused = _run("prepare", tmp_path, "raw", "prepared", "metrics/data.json")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "no query is judged relevant to any document" in refused.stderr and "synthetic.enabled=true" in refused.stderr
+    assert not (tmp_path / "prepared").exists()
+    _params(tmp_path, **{"synthetic.enabled": True, "synthetic.test_queries": 3})
+    result = _run("prepare", tmp_path, "raw", "prepared", "metrics/data.json")
+    assert result.returncode == 0, result.stderr
+    assert "3 synthetic queries stand in for the test split" in result.stderr
+    assert json.loads((tmp_path / "metrics" / "data.json").read_text())["synthetic_test_queries"] == 3
+    result = _run("split", tmp_path, "prepared", "split", "metrics/split.json")
+    assert result.returncode == 0, result.stderr
+    test = (tmp_path / "split" / "test.tsv").read_text().splitlines()[1:]
+    assert len(test) == 3 and all(line.startswith("syn-test:d") for line in test)
+    assert (tmp_path / "split" / "train.tsv").read_text().splitlines()[1:] == []
+
+
 def test_ingest_missing_source(tmp_path: Path) -> None:
     _params(tmp_path, **{"data.source": "nowhere/at/all"})
     result = _run("ingest", tmp_path, "data/raw")

@@ -373,15 +373,17 @@ def judge_report(as_json: bool = typer.Option(False, "--json")) -> None:
 
 @command(judge_app, "export")
 def judge_export(
-    output: Path = typer.Option(..., help="directory for queries.jsonl and qrels/{test,train}.tsv"),
+    output: Path = typer.Option(..., help="directory for queries.jsonl and qrels/{test,train}.tsv (e.g. the data "
+                                "directory, beside corpus.jsonl; nothing else in it is touched)"),
     test_queries: int = typer.Option(100, min=0, help="judged queries held out for the test split (the first ones)"),
+    overwrite: bool = typer.Option(False, help="replace an existing queries.jsonl and qrels files there"),
 ) -> None:
     """Write the judged queries as BEIR files: graded qrels, the first --test-queries of them as the test split."""
     from embedtune.serving.db import connect
     from embedtune.serving.judging import export_qrels
 
     with connect() as conn:
-        counts = export_qrels(conn, output, test_queries=test_queries)
+        counts = export_qrels(conn, output, test_queries=test_queries, overwrite=overwrite)
     typer.echo(f"wrote {output}: {counts}")
 
 

@@ -36,7 +36,7 @@ SCHEMA: dict[str, Any] = {
     "mine": {"num_negatives", "range_min", "range_max", "relative_margin", "absolute_margin", "sampling",
              "extend_window"},
     "synthetic": {"enabled": None, "generator": None, "documents": None, "per_document": None,
-                  "max_documents": None, "round_trip_top_k": None, "ict_remove_sentence": None,
+                  "max_documents": None, "round_trip_top_k": None, "ict_remove_sentence": None, "test_queries": None,
                   "llm": {"base_url", "model", "api_key_env", "requests_per_second", "max_retries", "timeout_s",
                           "cache_dir"}},
     "sources": {"labelled", "synthetic"},

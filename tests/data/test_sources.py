@@ -191,10 +191,10 @@ def test_clicks_csv_lists(tmp_path: Path) -> None:
     assert dataset.qrels["train"] == {qid: {"d2": 1}} and negatives == {qid: {"d0", "d1"}}
 
 
-def test_sources_need_a_signal_and_a_corpus(tmp_path: Path) -> None:
+def test_sources_need_a_corpus_and_a_corpus_alone_is_read(tmp_path: Path) -> None:
     root = write_beir(tmp_path / "d", CORPUS, [], {})
-    with pytest.raises(InputError, match="no training signal"):
-        read_sources(root)
+    dataset, negatives, _ = read_sources(root)  # documents only: prepare then asks for synthetic queries
+    assert set(dataset.corpus) == {d["_id"] for d in CORPUS} and dataset.qrels == {} and negatives == {}
     (root / "corpus.jsonl").unlink()
     _jsonl(root / "clicks.jsonl", [_search("q", ["d1"], ["d1"])])
     with pytest.raises(InputError, match="missing corpus.jsonl"):

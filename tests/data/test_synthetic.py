@@ -7,8 +7,17 @@ import random
 import numpy as np
 import pytest
 
-from embedtune.data.beir import Document
-from embedtune.data.synthetic import OfflineGenerator, SyntheticQuery, ict_positive, round_trip_filter, split_sentences
+from embedtune.data.beir import Dataset, Document, Query
+from embedtune.data.origin import query_origin
+from embedtune.data.synthetic import (
+    OfflineGenerator,
+    SyntheticQuery,
+    has_judged_queries,
+    ict_positive,
+    round_trip_filter,
+    split_sentences,
+    with_synthetic_test,
+)
 from embedtune.errors import ConfigError
 from embedtune.mining import MinedExample, weight_examples
 
@@ -64,3 +73,25 @@ def test_source_weights() -> None:
     assert len(weight_examples(examples, 1.5, rng)) == 15
     with pytest.raises(ConfigError):
         weight_examples(examples, -1, rng)
+
+
+def _corpus(n: int) -> dict[str, Document]:
+    return {f"d{i}": Document(f"d{i}", f"Title number {i} of the corpus", f"Body {i} says something long enough here.")
+            for i in range(n)}
+
+
+def test_a_dataset_without_judged_queries_gets_a_seeded_synthetic_test_split() -> None:
+    corpus = _corpus(10)
+    unjudged = Dataset(corpus=corpus, queries={"q": Query("q", "a question")}, qrels={"train": {"q": {"d1": 0}}})
+    assert not has_judged_queries(unjudged)
+    with_test = with_synthetic_test(unjudged, OfflineGenerator(seed=1), count=200, seed=7)
+    test = with_test.qrels["test"]
+    assert len(test) == 5  # at most half the documents: the rest can train
+    assert all(q == f"syn-test:{d}" for q, docs in test.items() for d in docs)
+    assert all(with_test.queries[q].text == corpus[q.removeprefix("syn-test:")].title for q in test)
+    assert query_origin(test) == "synthetic" and query_origin({**test, "q": {}}) == "human"
+    assert with_synthetic_test(unjudged, OfflineGenerator(seed=1), count=3, seed=7).qrels["test"].keys() <= test.keys()
+    assert with_synthetic_test(unjudged, OfflineGenerator(seed=1), count=200, seed=7).qrels == with_test.qrels
+    assert has_judged_queries(with_test)
+    with pytest.raises(ConfigError, match="synthetic.test_queries"):
+        with_synthetic_test(unjudged, OfflineGenerator(), count=0, seed=7)

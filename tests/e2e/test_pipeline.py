@@ -137,8 +137,10 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert ran(out) == {"hybrid", "reindex"}  # reindex measures the served hybrid ranking, so it follows the weight
     assert "hybrid_ndcg@10" not in _metrics(root, "reindex.json")
     dense_only = _metrics(root, "hybrid.json")
-    assert dense_only["lexical_weight"] == 0 and dense_only["test"]["finetuned+bm25"] == _metrics(root, "finetuned.json")
-    assert dense_only["test"]["base+bm25"] == _metrics(root, "baseline.json")
+    figures = {name: _metrics(root, f"{name}.json") for name in ("finetuned", "baseline")}
+    assert all(f.pop("test_source") == "human" for f in figures.values()) and dense_only["test_source"] == "human"
+    assert dense_only["lexical_weight"] == 0 and dense_only["test"]["finetuned+bm25"] == figures["finetuned"]
+    assert dense_only["test"]["base+bm25"] == figures["baseline"]
 
     # training parameters: train, re-embed, evaluate; nothing upstream. Three epochs make the fine-tuned model
     # clearly better on its own training queries, which the A/B test below relies on (one epoch on the sample is

@@ -1,4 +1,5 @@
-"""End to end on each input kind: a pairs file, a click log, and documents only (synthetic queries).
+"""End to end on each input kind: a pairs file, a click log, and documents only (synthetic queries), with and
+without judged test queries.
 
 Each builds a small dataset from SciFact in the format a team would have, points `data.source` at it and runs
 the real `dvc repro` in a fresh copy of the project.
@@ -142,3 +143,26 @@ def test_documents_only_with_synthetic_queries(tmp_path: Path) -> None:
     assert mine["training_examples"]["labelled"] == 0 and mine["training_examples"]["synthetic"] > 50
     assert _metrics(root, "split.json")["test_queries"] == 40  # only human-labelled queries are ever tested
     _sane(root)
+
+
+def test_documents_alone_train_and_test_on_synthetic_queries_and_are_not_promoted(tmp_path: Path) -> None:
+    corpus, *_ = _scifact(10, 20, seed=5)
+    data = tmp_path / "docs"
+    data.mkdir()
+    with (data / "corpus.jsonl").open("w") as handle:
+        for d in sorted(random.Random(6).sample(sorted(corpus), 200)):
+            handle.write(json.dumps({"_id": d, "title": corpus[d]["title"], "text": corpus[d]["text"]}) + "\n")
+    root, out = _run(tmp_path / "run", data, "docs", "synthetic.enabled=true", "synthetic.max_documents=100",
+                     "synthetic.test_queries=40")
+    assert "40 synthetic queries stand in for the test split" in out
+    split = _metrics(root, "split.json")
+    assert split["test_queries"] == 40 and split["train_queries"] == 0
+    synthetic = _metrics(root, "synthetic.json")
+    assert synthetic["documents_held_out_for_the_synthetic_test"] == 40 and synthetic["documents"] == 100
+    held_out = {line.split("\t")[1] for line in (root / "data/split/test.tsv").read_text().splitlines()[1:]}
+    trained_on = {json.loads(line)["doc_id"] for line in (root / "data/synthetic/queries.jsonl").read_text().splitlines()}
+    assert held_out and not held_out & trained_on  # a document tested on synthetic queries never trains
+    for name in ("baseline.json", "finetuned.json", "comparison.json", "hybrid.json"):
+        assert _metrics(root, name)["test_source"] == "synthetic", name
+    reindex = _metrics(root, "reindex.json")
+    assert not reindex["promoted"] and "synthetic test queries" in reindex["gate"]

@@ -136,12 +136,21 @@ def test_two_judges_at_once_agreement_and_the_export_prepare_reads(db_url: str, 
     report = json.loads(CliRunner().invoke(app, ["judge", "report", "--json"]).output)
     assert report["judged_queries"] == 3 and report["judges"] == 2 and report["doubly_judged"] > 0
     assert 0 < report["cohen_kappa"] <= 1
-    exported = CliRunner().invoke(app, ["judge", "export", "--output", str(tmp_path / "judged"), "--test-queries", "1"])
+    data = tmp_path / "judged"  # the data directory: the export lands beside the corpus and touches nothing else
+    data.mkdir()
+    corpus = "".join(json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs)
+    (data / "corpus.jsonl").write_text(corpus)
+    export = ["judge", "export", "--output", str(data), "--test-queries", "1"]
+    exported = CliRunner().invoke(app, export)
     assert exported.exit_code == 0, exported.output
-    (tmp_path / "judged" / "corpus.jsonl").write_text("".join(
-        json.dumps({"_id": d.id, "title": d.title, "text": d.text}) + "\n" for d in docs))
-    dataset, _, _ = read_sources(tmp_path / "judged")
+    assert sorted(p.name for p in data.iterdir()) == ["corpus.jsonl", "qrels", "queries.jsonl"]
+    dataset, _, _ = read_sources(data)
     assert len(dataset.qrels["test"]) == 1 and len(dataset.qrels["train"]) == 2
+    again = CliRunner().invoke(app, export)  # a second export would replace the first's queries: asked first
+    assert again.exit_code == 1 and "already holds queries.jsonl, qrels/test.tsv, qrels/train.tsv" in again.output
+    assert CliRunner().invoke(app, [*export[:-1], "3", "--overwrite"]).exit_code == 0
+    assert not (data / "qrels" / "train.tsv").exists() and (data / "corpus.jsonl").read_text() == corpus
+    assert len(read_sources(data)[0].qrels["test"]) == 3
     assert {g for q in dataset.qrels["train"].values() for g in q.values()} <= {0, 1, 2}
 
 

@@ -285,6 +285,16 @@ def test_gate_refuses_a_worse_or_insignificant_model() -> None:
     assert not decide(COMPARISON, min_improvement=0.0, max_p_value=0.01).promote
 
 
+def test_the_gate_never_promotes_on_synthetic_test_queries_alone() -> None:
+    """Documents only: a large, significant gain measured on generated test queries still needs reindex.force."""
+    synthetic = {**COMPARISON, "test_source": "synthetic", "paired_t_test_p": 1e-9,
+                 "metrics": {"ndcg@10": {"baseline": 0.5, "finetuned": 0.7, "delta": 0.2}}}
+    refused = decide(synthetic, min_improvement=0.005, max_p_value=0.05)
+    assert not refused.promote and "synthetic test queries" in refused.reason and "judge export" in refused.reason
+    assert decide(synthetic, min_improvement=0.005, max_p_value=0.05, force=True).promote
+    assert decide({**synthetic, "test_source": "human"}, min_improvement=0.005, max_p_value=0.05).promote
+
+
 def test_the_default_gate_refuses_a_gain_that_is_not_significant_and_says_what_to_try() -> None:
     """A low-data domain's +0.0075 at p = 0.74 was promoted: by default the gain must be significant too."""
     import yaml

@@ -12,7 +12,8 @@ A raw data directory may hold any combination of
   skipped become candidate negatives; bot-like sessions are dropped.
 
 Everything is turned into one :class:`~embedtune.data.beir.Dataset` (pairs and clicks go to the ``train`` split)
-plus explicit negatives, with counts of what was read, merged and dropped. Errors name file, line and field.
+plus explicit negatives, with counts of what was read, merged and dropped. Errors name file, line and field. A
+corpus alone is a dataset too (documents only: the prepare stage then asks for synthetic queries).
 """
 
 from __future__ import annotations
@@ -355,16 +356,13 @@ def read_clicks(path: Path, builder: _Builder, options: ClickOptions) -> None:
         counts["click_skip_negatives"] += len(negatives)
 
 
-def _check_inputs(directory: Path, corpus: Mapping, queries: Mapping, qrels_files: list[Path], pairs_or_clicks,
-                  clicks_path) -> None:
+def _check_inputs(directory: Path, corpus: Mapping, queries: Mapping, qrels_files: list[Path],
+                  clicks_path: Path | None) -> None:
     """The inputs present can make a dataset: what refers to documents or queries by id has them to refer to."""
     if not corpus and (clicks_path or qrels_files):
         raise InputError("missing corpus.jsonl (qrels and click logs refer to documents by id)", path=directory)
     if qrels_files and not queries:
         raise InputError("missing queries.jsonl (qrels refer to queries by id)", path=directory)
-    if not (qrels_files or pairs_or_clicks):
-        raise InputError("no training signal: expected qrels/train.tsv, a pairs file "
-                         f"({', '.join(PAIRS_NAMES)}) or a click log ({', '.join(CLICKS_NAMES)})", path=directory)
 
 
 def read_sources(directory: Path, clicks: ClickOptions | None = None) -> tuple[Dataset, Negatives, dict[str, int]]:
@@ -377,7 +375,7 @@ def read_sources(directory: Path, clicks: ClickOptions | None = None) -> tuple[D
     corpus = read_corpus(corpus_path) if corpus_path.is_file() else {}
     queries = read_queries(queries_path) if queries_path.is_file() else {}
     qrels_files = sorted((directory / "qrels").glob("*.tsv")) if (directory / "qrels").is_dir() else []
-    _check_inputs(directory, corpus, queries, qrels_files, pairs_path or clicks_path, clicks_path)
+    _check_inputs(directory, corpus, queries, qrels_files, clicks_path)
     qrels = {p.stem: read_qrels(p, corpus, queries) for p in qrels_files}
     for path in qrels_files:
         if not any(score > 0 for docs in qrels[path.stem].values() for score in docs.values()):

@@ -12,19 +12,26 @@ Two generators behind one interface (:class:`QueryGenerator`):
 Whatever the generator, :func:`round_trip_filter` keeps a query only if the base model ranks its own document
 in the top k for it (round-trip consistency, as in Alberti et al., 2019): a query its document cannot be
 found by is noise.
+
+Synthetic queries are training data. Only when a dataset has no human-judged query at all does
+:func:`synthetic_test` hold some out as the test split (ids prefixed ``syn-test:``), so the pipeline still runs
+end to end; every figure measured on them is labelled synthetic (:mod:`embedtune.data.origin`) and the promotion gate
+refuses to serve a model on them alone.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from embedtune.data.beir import Document
+from embedtune.data.beir import Dataset, Document, Query
+from embedtune.data.origin import SYNTHETIC_TEST_PREFIX
+from embedtune.errors import ConfigError
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
 
@@ -116,3 +123,48 @@ def round_trip_filter(
             if rank:
                 kept.append(query)
     return kept, ranks
+
+
+def generator_from_params(synthetic: Mapping[str, Any], seed: int) -> QueryGenerator:
+    """The generator ``synthetic.generator`` names: ``offline`` (no model) or ``llm`` (``synthetic.llm``)."""
+    kind = synthetic.get("generator")
+    if kind == "offline":
+        return OfflineGenerator(seed=seed)
+    if kind == "llm":
+        from embedtune.data.llm import LLMGenerator
+
+        return LLMGenerator.from_params(synthetic.get("llm"))
+    raise ConfigError(f"synthetic.generator must be 'offline' or 'llm', got {kind!r}")
+
+
+def synthetic_test(documents: Sequence[Document], generator: QueryGenerator, count: int,
+                   seed: int) -> list[SyntheticQuery]:
+    """One synthetic query each for a seeded sample of ``count`` documents (at most half of them, so the rest can
+    train), to stand in for a test split when no query was judged by a person. No round-trip filter: keeping only
+    the queries the base model already answers would bias the test towards it."""
+    if count <= 0:
+        raise ConfigError(f"synthetic.test_queries must be at least 1 without judged queries, got {count}")
+    pool = sorted(documents, key=lambda d: d.id)
+    chosen = random.Random(seed).sample(pool, min(count, len(pool) // 2))
+    first: dict[str, SyntheticQuery] = {}
+    for query in generator.generate(sorted(chosen, key=lambda d: d.id), 1):
+        first.setdefault(query.doc_id, query)
+    return list(first.values())
+
+
+def has_judged_queries(dataset: Dataset) -> bool:
+    """Whether any query is judged relevant to a document by a person (qrels, pairs or clicks)."""
+    return any(score > 0 for qrels in dataset.qrels.values() for docs in qrels.values() for score in docs.values())
+
+
+def with_synthetic_test(dataset: Dataset, generator: QueryGenerator, count: int, seed: int) -> Dataset:
+    """``dataset`` with a synthetic test split (``qrels["test"]``, queries ``syn-test:<doc id>``) for a dataset
+    that has no judged query: see :func:`synthetic_test`."""
+    held_out = synthetic_test(dataset.documents(), generator, count, seed)
+    queries = dict(dataset.queries)
+    test: dict[str, dict[str, int]] = {}
+    for query in held_out:
+        qid = f"{SYNTHETIC_TEST_PREFIX}{query.doc_id}"
+        queries[qid] = Query(id=qid, text=query.text)
+        test[qid] = {query.doc_id: 1}
+    return Dataset(corpus=dataset.corpus, queries=queries, qrels={**dataset.qrels, "test": test})

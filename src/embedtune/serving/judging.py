@@ -7,15 +7,18 @@ same list, and a judgement can only name a document of it. Judgements are append
 row; the latest row of a judge counts), and a replayed request (the same ``request_id``) stores nothing.
 
 Grades: 2 relevant, 1 partly relevant, 0 not relevant; a skip is stored without a grade. ``export_qrels`` writes
-the judged queries as BEIR files (``queries.jsonl``, ``qrels/test.tsv``, ``qrels/train.tsv``), the first
-``test_queries`` judged queries held out for the test split.
+the judged queries as BEIR files (``queries.jsonl``, ``qrels/test.tsv``, ``qrels/train.tsv``) into the data
+directory beside the corpus, touching nothing else there, the first ``test_queries`` judged queries held out for
+the test split.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -212,14 +215,27 @@ def report(conn: Any) -> dict[str, Any]:
             "grades": {GRADES[g]: n for g, n in sorted(Counter(latest.values()).items(), reverse=True)}}
 
 
-def export_qrels(conn: Any, output: Path, *, test_queries: int) -> dict[str, int]:
-    """Write the judged queries as BEIR files under ``output``: ``queries.jsonl`` and graded qrels, the first
-    ``test_queries`` judged queries (in queue order) in ``qrels/test.tsv``, the rest in ``qrels/train.tsv``. A
-    (query, document) grade is the mean of its judges' latest grades, rounded down (two judges at 2 and 1: 1)."""
+EXPORT_FILES = ("queries.jsonl", "qrels/test.tsv", "qrels/train.tsv")
+
+
+def export_qrels(conn: Any, output: Path, *, test_queries: int, overwrite: bool = False) -> dict[str, int]:
+    """Write the judged queries as BEIR files into ``output`` (typically the data directory, beside
+    ``corpus.jsonl``): ``queries.jsonl`` and graded qrels, the first ``test_queries`` judged queries (in queue
+    order) in ``qrels/test.tsv``, the rest in ``qrels/train.tsv``. A (query, document) grade is the mean of its
+    judges' latest grades, rounded down (two judges at 2 and 1: 1).
+
+    Nothing else in ``output`` is touched. An existing ``queries.jsonl`` or qrels file is refused unless
+    ``overwrite`` (it may hold other queries: merging them is the team's decision, not the exporter's); the files
+    are built in a temporary directory first, so a failed export leaves the old ones as they were."""
     from embedtune.io import atomic_directory, write_jsonl
 
     if isinstance(test_queries, bool) or not isinstance(test_queries, int) or test_queries < 0:
         raise JudgingError(f"the number of test queries must be a whole number >= 0, got {test_queries!r}")
+    output = Path(output)
+    existing = [name for name in EXPORT_FILES if (output / name).exists()]
+    if existing and not overwrite:
+        raise JudgingError(f"{output} already holds {', '.join(existing)}: export into another directory, or "
+                           "replace them with --overwrite")
     grades: dict[tuple[str, str], list[int]] = defaultdict(list)
     for (_, query, doc), grade in latest_grades(conn).items():
         if grade is not None:
@@ -229,7 +245,8 @@ def export_qrels(conn: Any, output: Path, *, test_queries: int) -> dict[str, int
     texts = dict(conn.execute("SELECT query_id, text FROM embedtune_judging_queries").fetchall())
     splits = {"test": set(judged[:test_queries]), "train": set(judged[test_queries:])}
     counts = {"queries": len(judged)}
-    with atomic_directory(output) as staging:  # the export is whole or absent
+    output.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(output / ".judgements-export") as staging:
         (staging / "qrels").mkdir()
         write_jsonl(staging / "queries.jsonl", ({"_id": q, "text": texts[q]} for q in judged))
         for split, members in splits.items():
@@ -238,4 +255,14 @@ def export_qrels(conn: Any, output: Path, *, test_queries: int) -> dict[str, int
                 (staging / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
                     f"{q}\t{d}\t{g}\n" for q, d, g in rows), encoding="utf-8")
             counts[f"{split}_queries"], counts[f"{split}_pairs"] = len(members), len(rows)
+    staged = output / ".judgements-export"
+    try:
+        for name in existing:  # --overwrite: an old split this export leaves empty must not stay behind
+            (output / name).unlink()
+        for name in EXPORT_FILES:
+            if (staged / name).exists():
+                (output / name).parent.mkdir(exist_ok=True)
+                os.replace(staged / name, output / name)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     return counts

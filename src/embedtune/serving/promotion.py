@@ -21,6 +21,10 @@ class GateDecision:
 # what a team can do when its model does not clear the gate (the low-data regime is the usual cause)
 ADVICE = ("to gain more: add training pairs or judged queries (qrels/train.tsv), turn on synthetic queries for the "
           "unjudged documents (synthetic.enabled=true), or serve it anyway with reindex.force=true")
+# what a team starting from documents alone does next: a test split judged by people
+SYNTHETIC_TEST_ADVICE = ("judge a hundred queries on the judging page (embedtune serve with EMBEDTUNE_JUDGE_TOKEN, "
+                         "/judge; docs/serving.md), put `embedtune judge export` beside the corpus and rerun, or serve "
+                         "it anyway with reindex.force=true")
 
 
 def decide(comparison: Mapping[str, Any], *, min_improvement: float, max_p_value: float | None = None,
@@ -32,7 +36,11 @@ def decide(comparison: Mapping[str, Any], *, min_improvement: float, max_p_value
     at p = 0.74, a draw that another seed reverses, and serving it would be a change no one can defend. The
     t-test rather than a bootstrap interval: it is deterministic (no resampling seed), it is the test the
     comparison already reports, and over a hundred or more queries the mean of per-query differences is close to
-    normal. A refusal says what to try (``ADVICE``)."""
+    normal. A refusal says what to try (``ADVICE``).
+
+    A comparison on synthetic test queries (``test_source: synthetic``: the dataset had no judged query) never
+    promotes without ``force``: a model trained on queries generated the way its test queries were is scored on
+    its own kind of data, and the figure says little about real searches."""
     primary = comparison["primary_metric"]
     delta = comparison["metrics"][primary]["delta"]
     p_value = comparison.get("paired_t_test_p")
@@ -40,6 +48,9 @@ def decide(comparison: Mapping[str, Any], *, min_improvement: float, max_p_value
              f"(delta {delta:+.4f}, paired t-test p={p_value})"
     if force:
         return GateDecision(True, f"forced (reindex.force): {detail}", delta, p_value)
+    if comparison.get("test_source") == "synthetic":
+        return GateDecision(False, f"not promoted: {detail} was measured on synthetic test queries only (no query "
+                            f"was judged by a person); {SYNTHETIC_TEST_ADVICE}", delta, p_value)
     if delta < min_improvement:
         return GateDecision(False, f"not promoted: {detail} is below the required +{min_improvement:.4f}; {ADVICE}",
                             delta, p_value)
