@@ -1,5 +1,5 @@
-"""End to end on each input kind: a pairs file, a click log, and documents only (synthetic queries), with and
-without judged test queries.
+"""End to end on each input kind: a pairs file, a click log, and documents only (synthetic queries), with
+judgements exported from the judging store as the test split, and with no judgement at all.
 
 Each builds a small dataset from SciFact in the format a team would have, points `data.source` at it and runs
 the real `dvc repro` in a fresh copy of the project.
@@ -119,22 +119,39 @@ def test_click_log(tmp_path: Path) -> None:
     _sane(root)
 
 
-def test_documents_only_with_synthetic_queries(tmp_path: Path) -> None:
+def _judge(db_url: str, data: Path, queries: dict[str, str], relevant: dict[str, list[str]], others: list[str]) -> None:
+    """Judge ``queries`` as an expert would through the judging store (pooled candidates: the relevant documents
+    among a few others; 2 for relevant, 0 for the rest), then export them into ``data`` beside its corpus."""
+    import uuid
+
+    from embedtune.serving import judging
+    from embedtune.serving.db import connect
+
+    with connect(db_url) as conn:
+        judging.add_queries(conn, queries.items(), source="expert")
+        for q in queries:
+            pool = judging.pool_for(conn, q, lambda _, q=q: {"bm25": [*relevant[q], *others[:3]]}, version="e2e", depth=10)
+            for d in pool["ids"]:
+                judging.record(conn, request_id=str(uuid.uuid4()), judge="ann", query_id=q, doc_id=d,
+                               grade=2 if d in relevant[q] else 0, note="", version="e2e")
+        counts = judging.export_qrels(conn, data, test_queries=len(queries))
+    assert counts["test_queries"] == len(queries) and counts["train_queries"] == 0
+
+
+def test_documents_only_with_synthetic_queries_and_judged_test_queries(tmp_path: Path, db_url: str) -> None:
+    """The documents-only path: a corpus, synthetic queries to train, expert judgements (exported from the
+    judging store into the data directory) as the test split."""
     corpus, queries, _, _, _, test = _scifact(10, 20, seed=3)
     rng = random.Random(4)
     test_queries = rng.sample(sorted(test), 40)
     docs = {d for q in test_queries for d in test[q]}
     docs |= set(rng.sample(sorted(set(corpus) - docs), 300 - len(docs)))
     data = tmp_path / "docs"
-    (data / "qrels").mkdir(parents=True)
+    data.mkdir()
     with (data / "corpus.jsonl").open("w") as handle:
         for d in sorted(docs):
             handle.write(json.dumps({"_id": d, "title": corpus[d]["title"], "text": corpus[d]["text"]}) + "\n")
-    with (data / "queries.jsonl").open("w") as handle:
-        for q in test_queries:
-            handle.write(json.dumps({"_id": q, "text": queries[q]}) + "\n")
-    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
-        f"{q}\t{d}\t1\n" for q in test_queries for d in test[q]))
+    _judge(db_url, data, {q: queries[q] for q in test_queries}, test, sorted(docs - {d for q in test for d in test[q]}))
     root, out = _run(tmp_path / "run", data, "docs", "synthetic.enabled=true", "synthetic.max_documents=150")
     assert "no labelled training pairs" in out
     synthetic = _metrics(root, "synthetic.json")
@@ -142,6 +159,7 @@ def test_documents_only_with_synthetic_queries(tmp_path: Path) -> None:
     mine = _metrics(root, "mine.json")
     assert mine["training_examples"]["labelled"] == 0 and mine["training_examples"]["synthetic"] > 50
     assert _metrics(root, "split.json")["test_queries"] == 40  # only human-labelled queries are ever tested
+    assert _metrics(root, "comparison.json")["test_source"] == "human"
     _sane(root)
 
 
