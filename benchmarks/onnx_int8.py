@@ -46,18 +46,18 @@ def main() -> None:
     qids, ids = sorted(qrels), list(corpus)
     texts, qtexts = [d.full_text for d in corpus.values()], [queries[q].text for q in qids]
     model = load_model(args.model)
-    encoders = {
-        "pytorch fp32": lambda t: encode(model, t, precision="fp32", show_progress=False),
-        "pytorch bf16": lambda t: encode(model, t, precision="bf16", show_progress=False),
-        "onnx fp32": OnnxEncoder(args.export, quantized=False).encode,
-        "onnx int8": OnnxEncoder(args.export, quantized=True).encode,
+    encoders = {  # each takes (texts, role): queries and documents get the model's prompts, if it has any
+        "pytorch fp32": lambda t, role: encode(model, t, role=role, precision="fp32", show_progress=False),
+        "pytorch bf16": lambda t, role: encode(model, t, role=role, precision="bf16", show_progress=False),
+        "onnx fp32": lambda t, role: OnnxEncoder(args.export, quantized=False).encode(t, role=role),
+        "onnx int8": lambda t, role: OnnxEncoder(args.export, quantized=True).encode(t, role=role),
     }
     rows, reference = [], None
     for name, fn in encoders.items():
         started = time.perf_counter()
-        vectors = fn(texts)
+        vectors = fn(texts, "document")
         seconds = time.perf_counter() - started
-        summary = summarize(per_query_metrics(qrels, search(qids, fn(qtexts), ids, vectors, top_k=100)))
+        summary = summarize(per_query_metrics(qrels, search(qids, fn(qtexts, "query"), ids, vectors, top_k=100)))
         reference = vectors if reference is None else reference
         rows.append({"encoder": name, "encode_s": round(seconds, 1), "ndcg@10": summary["ndcg@10"],
                      "recall@10": summary["recall@10"],

@@ -69,7 +69,8 @@ def test_configured_precision_is_not_probed(monkeypatch: pytest.MonkeyPatch) -> 
 def test_auto_probes_median_length_texts_with_the_model(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> None:
     seen: list[tuple[list[str], str]] = []
 
-    def fake_encode(model, texts, *, batch_size, precision, show_progress):
+    def fake_encode(model, texts, *, role, batch_size, precision, show_progress):
+        assert role == "document"  # the probe times what the stage encodes
         seen.append((list(texts), precision))
         clock.now += 3.0 if precision == "fp32" else 1.0
         return np.zeros((len(texts), 2), dtype=np.float32)

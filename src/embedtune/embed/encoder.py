@@ -1,4 +1,10 @@
-"""Encoding texts into unit vectors, and a whole corpus in several processes with one process's batches."""
+"""Encoding texts into unit vectors, and a whole corpus in several processes with one process's batches.
+
+Queries and documents are encoded in their *role*: a model that declares prompts in its sentence-transformers
+config (``config_sentence_transformers.json``: ``{"prompts": {"query": "query: ", "document": "passage: "}}``, as
+e5, bge and gte models do) gets its query prompt before every query and its document prompt before every
+document (:func:`prompt_name`), in every stage and in the service; a model without prompts is encoded as is.
+"""
 
 from __future__ import annotations
 
@@ -27,27 +33,50 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 PROBE_TEXTS = 16
+ROLES = ("query", "document")
+DOCUMENT_PROMPT_NAMES = ("document", "passage", "corpus")  # the names sentence-transformers' encode_document tries
 MIN_BATCHES_PER_PROCESS = 2  # below this, ``processes: auto`` encodes in one process (a fork costs ~0.1 s, a batch ~1 s)
 
 log = logging.getLogger(__name__)
+
+
+def prompt_name(model: SentenceTransformer, role: str) -> str | None:
+    """The name of the model's own prompt for ``role`` (``query`` or ``document``; for documents the first of
+    ``DOCUMENT_PROMPT_NAMES`` it declares), or None when it declares none (then nothing is prepended)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    prompts = getattr(model, "prompts", None) or {}
+    names = ("query",) if role == "query" else DOCUMENT_PROMPT_NAMES
+    return next((name for name in names if prompts.get(name)), None)
+
+
+def prompt_text(model: SentenceTransformer, role: str) -> str:
+    """The text prepended to a ``role`` text ("" without a prompt), e.g. for training columns and exports."""
+    name = prompt_name(model, role)
+    return model.prompts[name] if name else ""
 
 
 def encode(
     model: SentenceTransformer,
     texts: Sequence[str],
     *,
+    role: str = "query",
     batch_size: int = 64,
     precision: str = "fp32",
     show_progress: bool = True,
 ) -> np.ndarray:
-    """Unit-normalised float32 embeddings, one row per text (length-sorted batching is done by the library).
-    Each text is cut to what the model's window can read (``embed.window``): the same tokens at a bounded cost."""
+    """Unit-normalised float32 embeddings, one row per text (length-sorted batching is done by the library), each
+    text encoded in its ``role`` (with the model's prompt for it, if any). Each text is cut to what the model's
+    window can read (``embed.window``): the same tokens at a bounded cost."""
     import torch
 
     window = window_chars(model.max_seq_length)
+    name = prompt_name(model, role)
+    options = {"prompt_name": name} if name else {}
     with torch.inference_mode(), autocast(str(model.device), precision):
         vectors = model.encode([clip_head(text, window) for text in texts], batch_size=batch_size,
-                               show_progress_bar=show_progress, convert_to_numpy=True, normalize_embeddings=True)
+                               show_progress_bar=show_progress, convert_to_numpy=True, normalize_embeddings=True,
+                               **options)
     return np.asarray(vectors, dtype=np.float32)
 
 
@@ -68,7 +97,7 @@ def choose_encode_precision(model: SentenceTransformer, texts: Sequence[str], pr
     sample = by_length[middle - PROBE_TEXTS // 2: middle + PROBE_TEXTS // 2]
 
     def run(candidate: str) -> None:
-        encode(model, sample, batch_size=PROBE_TEXTS, precision=candidate, show_progress=False)
+        encode(model, sample, role="document", batch_size=PROBE_TEXTS, precision=candidate, show_progress=False)
 
     choice, seconds = probe_precision(run)
     log.info("encode precision auto -> %s (%d median-length texts: fp32 %.2f s, bf16 %.2f s; bf16 needs %.2fx)",
@@ -112,8 +141,8 @@ def _encode_batches(model: SentenceTransformer, texts: Sequence[str], batches: l
 
     torch.set_num_threads(threads)
     for number, batch in enumerate(batches):
-        emit((number, encode(model, [texts[i] for i in batch], batch_size=batch_size, precision=precision,
-                             show_progress=False)))
+        emit((number, encode(model, [texts[i] for i in batch], role="document", batch_size=batch_size,
+                             precision=precision, show_progress=False)))
 
 
 def encode_corpus(
@@ -125,7 +154,8 @@ def encode_corpus(
     processes: int = 1,
     show_progress: bool = True,
 ) -> np.ndarray:
-    """``encode`` for a whole corpus, in ``processes`` forked processes that share the loaded model.
+    """``encode`` for a whole corpus (documents: the model's document prompt, if any), in ``processes`` forked
+    processes that share the loaded model.
 
     Each process takes every ``processes``-th of the batches that one ``encode`` call would form
     (``length_sorted_batches``) and uses its share of the CPU threads, so the vectors are one process's up to
@@ -133,7 +163,8 @@ def encode_corpus(
     activations (~1 GB at batch 64 and 256 tokens).
     """
     if processes <= 1:
-        return encode(model, texts, batch_size=batch_size, precision=precision, show_progress=show_progress)
+        return encode(model, texts, role="document", batch_size=batch_size, precision=precision,
+                      show_progress=show_progress)
     import torch
     from tqdm import tqdm
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embedtune.embed.encoder import DOCUMENT_PROMPT_NAMES
 from embedtune.errors import ConfigError
 
 META = "embedtune_onnx.json"
@@ -64,12 +65,16 @@ def export_onnx(model_dir: Path, out_dir: Path, *, quantize: bool = True, opset:
     modules = json.loads((model_dir / "modules.json").read_text()) if (model_dir / "modules.json").is_file() else []
     st_config = model_dir / "sentence_bert_config.json"
     max_len = json.loads(st_config.read_text()).get("max_seq_length", 256) if st_config.is_file() else 256
+    prompts_config = model_dir / "config_sentence_transformers.json"
+    prompts = (json.loads(prompts_config.read_text()).get("prompts") or {}) if prompts_config.is_file() else {}
+    document_prompt = next((prompts[n] for n in DOCUMENT_PROMPT_NAMES if prompts.get(n)), "")
     meta = {
         "source_model": str(model_dir.resolve()),
         "source_fingerprint": model_fingerprint(model_dir),
         "pooling": "cls" if pooling_config.get("pooling_mode_cls_token") else "mean",
         "normalize": any(m.get("type", "").endswith("Normalize") for m in modules),
         "max_seq_length": max_len,
+        "prompts": {"query": prompts.get("query") or "", "document": document_prompt},
         "inputs": names,
         "files": sorted(p.name for p in out_dir.glob("*.onnx")),
     }
@@ -96,7 +101,11 @@ class OnnxEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(str(export_dir), local_files_only=True)
         self.fingerprint = self.meta["source_fingerprint"]
 
-    def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def encode(self, texts: Sequence[str], batch_size: int = 64, role: str = "query") -> np.ndarray:
+        """Unit vectors for ``texts`` in ``role`` (the source model's prompt for it prepended, as in
+        :func:`embedtune.embed.encoder.encode`)."""
+        prompt = self.meta.get("prompts", {}).get(role, "")
+        texts = [prompt + text for text in texts] if prompt else list(texts)
         order = np.argsort([-len(t) for t in texts])  # length-sorted batches: little padding
         out = np.zeros((len(texts), 0), dtype=np.float32)
         chunks = []

@@ -59,8 +59,22 @@ def precision_flags(precision: str, device: str) -> dict[str, bool]:
     return {"bf16": True} if precision == "bf16" else {"fp16": True} if precision == "fp16" else {}
 
 
-def training_arguments(config: TrainConfig, scratch: Path, device: str, max_steps: int, show_progress: bool) -> Any:
-    """sentence-transformers' training arguments for one run (``max_steps`` -1: ``epochs`` in full)."""
+def column_prompts(model: Any, columns: Sequence[str]) -> dict[str, str] | None:
+    """The model's own prompts for the training columns (``anchor``: its query prompt; ``positive`` and the
+    negatives: its document prompt), so it trains on texts as it will encode them; None without prompts."""
+    from embedtune.embed.encoder import prompt_text
+
+    query, document = prompt_text(model, "query"), prompt_text(model, "document")
+    if not (query or document):
+        return None
+    prompts = {name: query if name == "anchor" else document for name in columns}
+    return {name: prompt for name, prompt in prompts.items() if prompt}
+
+
+def training_arguments(config: TrainConfig, scratch: Path, device: str, max_steps: int, show_progress: bool,
+                       prompts: dict[str, str] | None = None) -> Any:
+    """sentence-transformers' training arguments for one run (``max_steps`` -1: ``epochs`` in full; ``prompts``:
+    per column, see ``column_prompts``)."""
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
 
@@ -82,6 +96,7 @@ def training_arguments(config: TrainConfig, scratch: Path, device: str, max_step
         use_cpu=device == "cpu",
         dataloader_drop_last=False,
         disable_tqdm=not show_progress,
+        prompts=prompts,
         **precision_flags(config.precision, device),
     )
 
@@ -128,7 +143,8 @@ def train_model(
     # the staging directory (atomic_directory) instead of leaving it beside the model.
     scratch = output_dir / ".trainer"
     trainer = SentenceTransformerTrainer(
-        model=model, args=training_arguments(config, scratch, device, steps if capped else -1, show_progress),
+        model=model, args=training_arguments(config, scratch, device, steps if capped else -1, show_progress,
+                                             prompts=column_prompts(model, dataset.column_names)),
         train_dataset=dataset, loss=build_loss(model, config, guide), callbacks=[live_callback(live_dir)])
     started, started_at = time.perf_counter(), time.time()
     result = trainer.train()
