@@ -1,7 +1,7 @@
 """Load test of the search service on loopback: batched against unbatched query encoding, in one run.
 
 Starts the service in this process on the serving index (hybrid search at params.yaml's
-`evaluate.lexical_weight`, as `embedtune serve` ranks), once with each query encoded alone (`--max-batch 1`) and
+`evaluate.lexical_weight` as served, as `embedtune serve` ranks), once with each query encoded alone (`--max-batch 1`) and
 once with concurrent queries batched, and fires `--requests` /search requests per concurrency level from a
 separate client process (so the client's threads do not share the service's interpreter). Per variant and level it
 writes requests/s, p50/p95 latency and where a request's time went: the service's own Server-Timing parts
@@ -26,6 +26,7 @@ import numpy as np
 
 from embedtune.config import get, load_params
 from embedtune.data.beir import read_queries
+from embedtune.lexical import served_weight
 from embedtune.runtime import offline_environment
 from embedtune.serving.app import BackgroundServer
 from embedtune.serving.db import database_url
@@ -91,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     offline_environment()
     texts = [q.text for q in read_queries(Path("data/prepared/queries.jsonl")).values()]
-    lexical_weight = float(get(load_params(), "evaluate.lexical_weight", 0.0))
+    lexical_weight = served_weight(get(load_params(), "evaluate.lexical_weight", 0.0))
     report = {"requests_per_level": args.requests, "lexical_weight": lexical_weight,
               "unbatched": run_variant("unbatched", 1, texts, args, lexical_weight),
               "batched": run_variant("batched", args.max_batch, texts, args, lexical_weight)}

@@ -1,9 +1,9 @@
 """reindex: load the fine-tuned model's corpus vectors into pgvector and promote them if the gate passes.
 
 The vectors come from the embed stage (no second encode). The served index is then checked with the real test
-queries (``serving.check``): HNSW recall@10 against exact search and, with hybrid search on
-(`evaluate.lexical_weight` > 0), the served hybrid ranking's `ndcg@10` / `recall@10`, which should match the
-hybrid stage's figure. Load, build and query times go to the timings file.
+queries (``serving.check``): HNSW recall@10 against exact search and, with hybrid search on (the lexical weight
+the hybrid stage chose or was given, `metrics/hybrid.json`, above 0), the served hybrid ranking's `ndcg@10` /
+`recall@10`, which should match the hybrid stage's figure. Load, build and query times go to the timings file.
 """
 
 import argparse
@@ -35,13 +35,15 @@ def _commit() -> str | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    for name in ("model", "embeddings", "corpus", "queries", "test-qrels", "comparison", "metrics", "timings"):
+    for name in ("model", "embeddings", "corpus", "queries", "test-qrels", "comparison", "hybrid", "metrics",
+                 "timings"):
         parser.add_argument(f"--{name}", type=Path, required=True)
     args = parser.parse_args()
     params = load_params()
     ids, vectors, corpus_meta = load_embeddings(args.embeddings)
     views, corpus = load_views(args.embeddings, ids), read_corpus(args.corpus)
     comparison = json.loads(args.comparison.read_text(encoding="utf-8"))
+    served_weight = json.loads(args.hybrid.read_text(encoding="utf-8"))["lexical_weight"]  # the hybrid stage's choice
     decision = decide(comparison, min_improvement=get(params, "reindex.min_improvement"),
                       max_p_value=get(params, "reindex.max_p_value"), force=get(params, "reindex.force"))
     # queries are encoded as the corpus was, as in evaluation (the CLI and service read this from the version)
@@ -64,10 +66,10 @@ def main() -> None:
         quality, timings = measure_served(
             conn, loaded.version, fingerprint, {q: v.text for q, v in queries.items()}, query_vectors, qrels,
             (ids, vectors, views), ef_search=get(params, "reindex.ef_search"),
-            lexical_weight=get(params, "evaluate.lexical_weight"))
+            lexical_weight=served_weight)
         serving = serving_version(conn)
     result = {"version": loaded.version, "rows": loaded.rows, "documents": len(ids), "promoted": decision.promote,
-              "serving": serving == loaded.version, "gate": decision.reason, **quality}
+              "serving": serving == loaded.version, "gate": decision.reason, "lexical_weight": served_weight, **quality}
     write_json_atomic(args.metrics, result)
     write_json_atomic(args.timings, {"created": loaded.created, "load_rows_per_s": round(loaded.load_rows_per_s, 1),
                                      "index_build_s": round(loaded.index_seconds, 3), **timings})

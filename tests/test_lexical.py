@@ -65,3 +65,28 @@ def test_an_index_over_other_documents_is_refused(ranker: BM25Ranker) -> None:
     with pytest.raises(ValueError, match="other documents"):
         search(["q-aspirin"], np.ones((1, 3), dtype=np.float32), ["d2", "d1", "d0"], np.eye(3, dtype=np.float32),
                top_k=3, lexical=LexicalFusion(ranker, ["d0", "d1", "d2"], QUERIES, weight=0.2))
+
+
+def test_auto_chooses_the_best_weight_of_the_grid_and_keeps_the_smaller_on_a_tie() -> None:
+    from embedtune.lexical import WEIGHT_GRID, choose_weight
+
+    peaked = {0.0: 0.60, 0.1: 0.62, 0.2: 0.64, 0.3: 0.65, 0.5: 0.64, 1.0: 0.60, 2.0: 0.55, 5.0: 0.50}
+    weight, scores = choose_weight(peaked.__getitem__)
+    assert weight == 0.3 and scores == {str(w): peaked[w] for w in WEIGHT_GRID}
+    assert choose_weight(lambda w: 0.7 - w / 10)[0] == 0.0  # BM25 only hurts (code search): the dense model alone
+    assert choose_weight(lambda w: 0.5)[0] == 0.0  # a tie: BM25 must earn its place
+    assert choose_weight(lambda w: min(w, 1.0))[0] == 1.0
+    assert 0.0 in WEIGHT_GRID and max(WEIGHT_GRID) >= 5  # dense alone and BM25-heavy are both candidates
+
+
+def test_the_served_weight_is_the_number_or_the_hybrid_stages_choice(tmp_path) -> None:
+    import json
+
+    from embedtune.lexical import served_weight
+
+    metrics = tmp_path / "hybrid.json"
+    assert served_weight(0.3, metrics) == 0.3 and served_weight("auto", metrics) == 0.0  # not chosen yet: dense
+    metrics.write_text(json.dumps({"lexical_weight": 0.5}))
+    assert served_weight("auto", metrics) == 0.5 and served_weight(0, metrics) == 0.0
+    with pytest.raises(ConfigError, match="or auto"):
+        served_weight("automatic", metrics)

@@ -56,16 +56,17 @@ def compose_params_command(
 
 
 LEXICAL_WEIGHT_HELP = ("BM25's weight in hybrid search (0: by meaning only; default: params.yaml's "
-                       "evaluate.lexical_weight, the weight the hybrid stage measured, or 0 without a params.yaml)")
+                       "evaluate.lexical_weight, for auto the weight the hybrid stage chose, or 0 without either)")
 
 
 def _lexical_weight(option: float | None) -> float:
-    """The hybrid-search weight: the option, else params.yaml's ``evaluate.lexical_weight``, else 0 (dense only)."""
+    """The hybrid-search weight: the option, else params.yaml's ``evaluate.lexical_weight`` (for ``auto``: the
+    weight the hybrid stage chose, in ``metrics/hybrid.json``), else 0 (dense only)."""
     from embedtune.config import PARAMS_FILE, get, load_params
-    from embedtune.lexical import check_lexical_weight
+    from embedtune.lexical import check_lexical_weight, served_weight
 
     if option is None:
-        option = get(load_params(), "evaluate.lexical_weight", 0.0) if PARAMS_FILE.is_file() else 0.0
+        return served_weight(get(load_params(), "evaluate.lexical_weight", 0.0) if PARAMS_FILE.is_file() else 0.0)
     return check_lexical_weight(option)
 
 

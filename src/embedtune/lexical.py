@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -54,12 +55,40 @@ class BM25Ranker:
         return scores
 
 
-def check_lexical_weight(weight: object) -> float:
-    """The hybrid-search weight of BM25 as a float, or a ConfigError naming the setting."""
+AUTO = "auto"
+# the weights ``auto`` chooses from: 0 is the dense model alone, 5 ranks by BM25 with the dense score breaking ties
+WEIGHT_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+CHOICE_QUERIES = 500  # at most this many queries score the grid (seeded sample): enough to tell 0.01 apart
+
+
+def check_lexical_weight(weight: object, *, allow_auto: bool = False) -> float | str:
+    """The hybrid-search weight of BM25 as a float (or ``auto`` where allowed), or a ConfigError naming it."""
+    if allow_auto and weight == AUTO:
+        return AUTO
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
         raise ConfigError(f"the lexical weight (evaluate.lexical_weight, --lexical-weight) must be a number >= 0 "
-                          f"(0: dense only), got {weight!r}")
+                          f"(0: dense only){' or auto' if allow_auto else ''}, got {weight!r}")
     return float(weight)
+
+
+def served_weight(setting: object, hybrid_metrics: Path = Path("metrics/hybrid.json")) -> float:
+    """The weight search serves with for ``evaluate.lexical_weight``: the number itself, or for ``auto`` the one the
+    hybrid stage chose (``metrics/hybrid.json``), or 0 (dense only) before that stage has run."""
+    weight = check_lexical_weight(setting, allow_auto=True)
+    if weight == AUTO:
+        import json
+
+        weight = json.loads(hybrid_metrics.read_text(encoding="utf-8"))["lexical_weight"] if hybrid_metrics.is_file() else 0.0
+    return check_lexical_weight(weight)
+
+
+def choose_weight(score: Callable[[float], float], grid: Sequence[float] = WEIGHT_GRID) -> tuple[float, dict[str, float]]:
+    """The weight of ``grid`` whose hybrid ranking scores best (``score``: weight -> mean primary metric on queries
+    no choice has seen), and every weight's score. A tie keeps the smaller weight: BM25 earns its place. 0 is in
+    the grid, so the choice is never worse there than the dense model alone."""
+    scores = {str(w): round(float(score(w)), 5) for w in grid}
+    best = max(grid, key=lambda w: (scores[str(w)], -w))
+    return float(best), scores
 
 
 class LexicalFusion:

@@ -81,11 +81,19 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
         assert (root / f"metrics/train/plots/metrics/soup_run{k}/loss.tsv").is_file()
     assert (root / "reports" / "comparison.png").stat().st_size > 10_000
     assert "Biggest wins" in (root / "reports" / "wins_losses.md").read_text()
-    hybrid = _metrics(root, "hybrid.json")  # BM25 fused into each model's ranking (evaluate.lexical_weight)
-    assert hybrid["lexical_weight"] > 0 and hybrid["dev"] == {"queries": 0}  # no dev split in this profile
+    hybrid = _metrics(root, "hybrid.json")  # BM25 fused into each model's ranking (evaluate.lexical_weight: auto)
+    choice = hybrid["lexical_weight_choice"]  # chosen by scoring the training queries with the base model
+    assert choice["on"] == "training queries" and choice["system"] == "base" and choice["queries"] == split["train_queries"]
+    assert choice["by_weight"][str(hybrid["lexical_weight"])] == max(choice["by_weight"].values())
+    assert choice["by_weight"][str(hybrid["lexical_weight"])] >= choice["by_weight"]["0.0"]  # never below dense alone
+    assert hybrid["dev"] == {"queries": 0}  # no dev split in this profile
     assert hybrid["test"]["queries"] == split["test_queries"]
     assert set(hybrid["test"]) == {"queries", "bm25", "base+bm25", "finetuned+bm25"}
-    assert hybrid["test"]["finetuned+bm25"]["ndcg@10"] != finetuned["ndcg@10"]
+    if hybrid["lexical_weight"] > 0:
+        assert hybrid["test"]["finetuned+bm25"]["ndcg@10"] != finetuned["ndcg@10"]
+    else:
+        assert hybrid["test"]["finetuned+bm25"] == {k: v for k, v in finetuned.items() if k != "test_source"}
+    assert _metrics(root, "reindex.json")["lexical_weight"] == hybrid["lexical_weight"]  # served as chosen
     reindex = _metrics(root, "reindex.json")
     tuned_meta = json.loads((root / "data" / "embeddings" / "finetuned" / "meta.json").read_text())
     # encode.tail_tokens: long documents have a second vector in the index (their tail), short ones one
@@ -233,12 +241,15 @@ def test_ab_interleaving_with_simulated_users(project: tuple[Path, dict]) -> Non
     queries = read_queries(root / "data/prepared/queries.jsonl")
     train = read_qrels(root / "data/split/train.tsv")
     pool = [(queries[q].text, set(docs)) for q, docs in sorted(train.items())]
-    # the CLI searches as the hybrid stage measured (params.yaml's evaluate.lexical_weight), or by meaning alone
+    # the CLI searches as the hybrid stage measured (the weight it chose), or by meaning alone
     search = ["embedtune", "search", pool[0][0], "-k", "3", "--version", treatment]
-    hybrid = sh(search, root, env, stdout_only=True).splitlines()
+    hybrid = sh([*search, "--lexical-weight", "0.3"], root, env, stdout_only=True).splitlines()
     dense = sh([*search, "--lexical-weight", "0"], root, env, stdout_only=True).splitlines()
     assert len(hybrid) == len(dense) == 4 and hybrid[0] == dense[0] == f"index {treatment}  (3 results)"
     assert hybrid[1:] != dense[1:]  # BM25's share is in the scores
+    served = sh(search, root, env, stdout_only=True).splitlines()
+    chosen = _metrics(root, "hybrid.json")["lexical_weight"]
+    assert served == sh([*search, "--lexical-weight", str(chosen)], root, env, stdout_only=True).splitlines()
     port = _free_port()
     # the A/B test compares the two models themselves (hybrid serving: tests/serving/test_service.py)
     options = ["--experiment", "e2e", "--mode", "interleave", "--control", control, "--treatment", treatment,
