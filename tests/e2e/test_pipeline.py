@@ -2,7 +2,8 @@
 
 Runs in a fresh copy of the repository (with ../shared beside it, like CI) and checks that
 * every stage runs and writes sane metrics;
-* a second `dvc repro` runs nothing;
+* a second `dvc repro` runs nothing, and another checkout that `dvc pull`s the run from a shared remote runs
+  nothing either;
 * `dvc exp run` composes params.yaml with Hydra (group switch + overrides), and an evaluation-only change
   reruns only the evaluation stages;
 * a training-parameter change reruns training, evaluation and reindexing, not prepare/split/mine;
@@ -45,6 +46,25 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def _metrics(root: Path, name: str) -> dict:
     return json.loads((root / "metrics" / name).read_text())
+
+
+def _another_machine_pulls_the_run_instead_of_training(root: Path, env: dict) -> None:
+    """A shared DVC remote (here a directory; S3 or SSH the same way): `dvc push` after the run, then on another
+    checkout `dvc pull` restores the model, vectors and reports, and `dvc repro` runs nothing."""
+    remote = root.parent / "dvc-remote"
+    sh(["dvc", "remote", "add", "-d", "shared", str(remote)], root, env)
+    commit_all(root, env, "run and remote")
+    sh(["dvc", "push"], root, env)
+    other = root.parent / "other"
+    other.mkdir()
+    (other / "shared").symlink_to(root.parent / "shared")
+    sh(["git", "clone", "-q", str(root), str(other / "main")], other, env)
+    sh(["dvc", "pull"], other / "main", env)
+    assert (other / "main" / "models" / "finetuned" / "model.safetensors").is_file()
+    assert ran(sh(["dvc", "repro"], other / "main", env)) == set()  # restored, not retrained
+    assert _metrics(other / "main", "finetuned.json") == _metrics(root, "finetuned.json")
+    sh(["dvc", "remote", "remove", "shared"], root, env)  # the rest of this test runs on one machine
+    commit_all(root, env, "no remote")
 
 
 def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> None:
@@ -120,6 +140,7 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
         assert timing["processes"] == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
 
     assert ran(sh(["dvc", "repro"], root, env)) == set()
+    _another_machine_pulls_the_run_instead_of_training(root, env)
     # the embeddings are content-addressed: encoding again to the same vectors reruns nothing downstream (unless
     # `encode.precision: auto` timed the other precision faster this time on a busy machine: other vectors)
     sh(["dvc", "repro", "--force", "--single-item", "embed_base"], root, env)
