@@ -61,6 +61,7 @@ def _another_machine_pulls_the_run_instead_of_training(root: Path, env: dict) ->
     sh(["git", "clone", "-q", str(root), str(other / "main")], other, env)
     sh(["dvc", "pull"], other / "main", env)
     assert (other / "main" / "models" / "finetuned" / "model.safetensors").is_file()
+    assert "up to date" in sh(["dvc", "status"], other / "main", env)  # the outputs are those dvc.lock names
     assert ran(sh(["dvc", "repro"], other / "main", env)) == set()  # restored, not retrained
     assert _metrics(other / "main", "finetuned.json") == _metrics(root, "finetuned.json")
     sh(["dvc", "remote", "remove", "shared"], root, env)  # the rest of this test runs on one machine
