@@ -52,7 +52,9 @@ def _load_systems(args: argparse.Namespace, params: dict, corpus_ids: list[str])
 def _choose_weight(train_qrels: Path, dev: dict, loaded: dict, texts: dict[str, str], corpus_ids: list[str],
                    fused: Callable[[float], LexicalFusion | None], params: dict) -> tuple[float, dict]:
     """``auto``: the grid's best weight on the dev split (fine-tuned model), else on up to ``CHOICE_QUERIES``
-    training queries (base model: it has never seen them), and the record of the choice."""
+    training queries (base model: it has never seen them), else 0 (the dense model alone) when there are neither
+    (documents only: synthetic queries would choose for BM25, being sentences of their documents); and the
+    record of the choice."""
     primary, top_k = get(params, "evaluate.primary_metric"), get(params, "evaluate.top_k")
     if dev:
         on, system, chosen_on = "dev split", "finetuned", dev
@@ -62,9 +64,11 @@ def _choose_weight(train_qrels: Path, dev: dict, loaded: dict, texts: dict[str, 
         sample = sorted(train) if len(train) <= CHOICE_QUERIES else sorted(
             random.Random(get(params, "seed")).sample(sorted(train), CHOICE_QUERIES))
         chosen_on = {q: train[q] for q in sample}
-    if not chosen_on:
-        raise InputError("evaluate.lexical_weight=auto needs training or dev queries to choose on: set a number",
-                         path=train_qrels)
+    if not chosen_on:  # documents only: nothing judged to choose on, so the ranking the gate measured (dense)
+        log.warning("lexical weight auto -> 0: no training or dev queries to choose on (synthetic queries only); "
+                    "set evaluate.lexical_weight to a number to search with BM25 too")
+        return 0.0, {"on": "nothing: no training or dev queries", "system": None, "queries": 0, "metric": primary,
+                     "by_weight": {}, "bm25": None}
     model, vectors, views, precision = loaded[system]
     ids = sorted(chosen_on)
     query_vectors = encode(model, [texts[q] for q in ids], batch_size=get(params, "encode.batch_size"),

@@ -82,6 +82,7 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert mine["training_examples"]["total"] == mine["training_examples"]["labelled"] > 50
     baseline, finetuned = _metrics(root, "baseline.json"), _metrics(root, "finetuned.json")
     for metrics in (baseline, finetuned):
+        assert metrics.pop("test_source") == "human"  # judged test queries: the figures are not labelled synthetic
         assert set(metrics) == {"ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100"}
         assert all(0.0 <= v <= 1.0 for v in metrics.values())
         assert metrics["ndcg@10"] > 0.4 and metrics["recall@100"] >= metrics["recall@10"]

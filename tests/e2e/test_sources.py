@@ -184,3 +184,5 @@ def test_documents_alone_train_and_test_on_synthetic_queries_and_are_not_promote
         assert _metrics(root, name)["test_source"] == "synthetic", name
     reindex = _metrics(root, "reindex.json")
     assert not reindex["promoted"] and "synthetic test queries" in reindex["gate"]
+    hybrid = _metrics(root, "hybrid.json")  # nothing judged to choose BM25's weight on: the dense model alone
+    assert hybrid["lexical_weight"] == 0 and hybrid["lexical_weight_choice"]["queries"] == 0
