@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -227,7 +226,9 @@ def export_qrels(conn: Any, output: Path, *, test_queries: int, overwrite: bool 
     Nothing else in ``output`` is touched. An existing ``queries.jsonl`` or qrels file is refused unless
     ``overwrite`` (it may hold other queries: merging them is the team's decision, not the exporter's); the files
     are built in a temporary directory first, so a failed export leaves the old ones as they were."""
-    from embedtune.io import atomic_directory, write_jsonl
+    import tempfile
+
+    from embedtune.io import write_jsonl
 
     if isinstance(test_queries, bool) or not isinstance(test_queries, int) or test_queries < 0:
         raise JudgingError(f"the number of test queries must be a whole number >= 0, got {test_queries!r}")
@@ -246,7 +247,8 @@ def export_qrels(conn: Any, output: Path, *, test_queries: int, overwrite: bool 
     splits = {"test": set(judged[:test_queries]), "train": set(judged[test_queries:])}
     counts = {"queries": len(judged)}
     output.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(output / ".judgements-export") as staging:
+    with tempfile.TemporaryDirectory(prefix=".judgements-export.", dir=output) as scratch:
+        staging = Path(scratch)
         (staging / "qrels").mkdir()
         write_jsonl(staging / "queries.jsonl", ({"_id": q, "text": texts[q]} for q in judged))
         for split, members in splits.items():
@@ -255,14 +257,10 @@ def export_qrels(conn: Any, output: Path, *, test_queries: int, overwrite: bool 
                 (staging / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
                     f"{q}\t{d}\t{g}\n" for q, d, g in rows), encoding="utf-8")
             counts[f"{split}_queries"], counts[f"{split}_pairs"] = len(members), len(rows)
-    staged = output / ".judgements-export"
-    try:
         for name in existing:  # --overwrite: an old split this export leaves empty must not stay behind
             (output / name).unlink()
         for name in EXPORT_FILES:
-            if (staged / name).exists():
+            if (staging / name).exists():
                 (output / name).parent.mkdir(exist_ok=True)
-                os.replace(staged / name, output / name)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
+                os.replace(staging / name, output / name)
     return counts
