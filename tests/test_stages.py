@@ -77,6 +77,32 @@ def test_documents_alone_need_synthetic_queries_which_then_stand_in_for_the_test
     assert (tmp_path / "split" / "train.tsv").read_text().splitlines()[1:] == []
 
 
+def test_prepare_chunks_a_documents_folder_and_lists_the_files_it_skipped(tmp_path: Path) -> None:
+    from tests.documents import files
+
+    folder = tmp_path / "raw" / "documents"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        files.markdown(folder / f"page{i}.md", [(1, f"Page {i}", f"Body text of page {i} about topic {i}.")])
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 nothing")
+    _params(tmp_path, **{"synthetic.enabled": True, "synthetic.test_queries": 2})
+    args = ("raw", "prepared", "metrics/data.json", "--documents-cache", "cache")
+    result = _run("prepare", tmp_path, *args)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "metrics" / "data.json").read_text())["documents"]
+    assert report["chunks"] == 3 and report["converted"] == 4 and report["skipped_files"][0]["path"] == "broken.pdf"
+    corpus = [json.loads(line) for line in (tmp_path / "prepared" / "corpus.jsonl").read_text().splitlines()]
+    assert {d["_id"] for d in corpus} == {"page0.md#s1-1", "page1.md#s1-1", "page2.md#s1-1"}
+    assert corpus[0]["metadata"]["source"].startswith("page") and corpus[0]["title"].startswith("Page")
+    assert json.loads((tmp_path / "metrics" / "data.json").read_text())["documents"]["from_cache"] == 0
+    assert _run("prepare", tmp_path, *args).returncode == 0
+    assert json.loads((tmp_path / "metrics" / "data.json").read_text())["documents"]["from_cache"] == 4
+    _params(tmp_path, **{"synthetic.enabled": True, "prepare.documents.strict": True})
+    strict = _run("prepare", tmp_path, *args)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+    assert "error: raw/documents/broken.pdf: cannot be used: corrupt or unreadable PDF" in strict.stderr
+
+
 def test_ingest_missing_source(tmp_path: Path) -> None:
     _params(tmp_path, **{"data.source": "nowhere/at/all"})
     result = _run("ingest", tmp_path, "data/raw")

@@ -186,3 +186,36 @@ def test_documents_alone_train_and_test_on_synthetic_queries_and_are_not_promote
     assert not reindex["promoted"] and "synthetic test queries" in reindex["gate"]
     hybrid = _metrics(root, "hybrid.json")  # nothing judged to choose BM25's weight on: the dense model alone
     assert hybrid["lexical_weight"] == 0 and hybrid["lexical_weight_choice"]["queries"] == 0
+
+
+def test_a_folder_of_pdf_word_html_and_markdown_files_trains_on_synthetic_queries(tmp_path: Path) -> None:
+    """The documents-only path from files: SciFact abstracts as PDF pages, Word and HTML sections and Markdown
+    sections (five per file), plus a corrupt and a scanned PDF, through `dvc repro` with synthetic queries."""
+    from tests.documents import files
+
+    corpus, *_ = _scifact(10, 20, seed=7)
+    chosen = [corpus[d] for d in sorted(random.Random(8).sample(sorted(corpus), 200))]
+    folder = tmp_path / "handbook" / "documents"
+    for sub in ("pdf", "word", "web", "notes"):
+        (folder / sub).mkdir(parents=True)
+    for f in range(10):
+        group = chosen[f * 20:(f + 1) * 20]
+        files.pdf(folder / "pdf" / f"paper{f}.pdf", [f"{d['title']}. {d['text']}" for d in group[:5]],
+                  title=f"Papers {f}")
+        sections = [[(1, d["title"][:80], d["text"]) for d in part] for part in (group[5:10], group[10:15], group[15:])]
+        files.docx(folder / "word" / f"report{f}.docx", f"Report {f}", sections[0])
+        files.html(folder / "web" / f"page{f}.html", f"Page {f}", sections[1])
+        files.markdown(folder / "notes" / f"notes{f}.md", sections[2])
+    (folder / "pdf" / "broken.pdf").write_bytes(b"%PDF-1.4 truncated")
+    files.image_only_pdf(folder / "pdf" / "scanned.pdf")
+    root, out = _run(tmp_path / "run", folder.parent, "handbook", "synthetic.enabled=true",
+                     "synthetic.max_documents=100", "synthetic.test_queries=40")
+    report = _metrics(root, "data.json")["documents"]
+    assert report["files"] == 42 and report["skipped"] == 2 and report["by_type"]["pdf"] == 12
+    assert {s["path"] for s in report["skipped_files"]} == {"pdf/broken.pdf", "pdf/scanned.pdf"}
+    assert "needs OCR" in out and report["chunk_tokens"]["max"] <= 256
+    ids = [json.loads(line)["_id"] for line in (root / "data/prepared/corpus.jsonl").read_text().splitlines()]
+    assert "pdf/paper0.pdf#p1-1" in ids and "word/report0.docx#s1-1" in ids and "notes/notes9.md#s5-1" in ids
+    assert len(ids) >= 200 and _metrics(root, "data.json")["documents_out"] == len(ids)
+    assert _metrics(root, "finetuned.json")["test_source"] == "synthetic"
+    _sane(root)

@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from embedtune.errors import InputError
 from embedtune.io import write_jsonl
@@ -31,12 +32,14 @@ QRELS_HEADER = ("query-id", "corpus-id", "score")
 
 @dataclass(frozen=True)
 class Document:
-    """One corpus entry. ``line`` is where it came from, for error messages."""
+    """One corpus entry. ``line`` is where it came from, for error messages; ``metadata`` is kept as BEIR keeps
+    it (a documents folder's chunks carry their ``source`` file and ``page`` there)."""
 
     id: str
     title: str
     text: str
     line: int = 0
+    metadata: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def full_text(self) -> str:
@@ -138,7 +141,9 @@ def read_corpus(path: Path) -> dict[str, Document]:
         _check_unique(seen, id_, path, line)
         text = _string_field(record, "text", path, line, required=True)
         title = _string_field(record, "title", path, line, required=False)
-        corpus[id_] = Document(id=id_, title=title, text=text, line=line)
+        metadata = record.get("metadata")
+        corpus[id_] = Document(id=id_, title=title, text=text, line=line,
+                               metadata=metadata if isinstance(metadata, dict) and metadata else None)
     if not corpus:
         raise InputError("contains no documents", path=path)
     return corpus
@@ -235,7 +240,8 @@ def read_dataset(directory: Path) -> Dataset:
 
 
 def write_corpus(path: Path, corpus: Mapping[str, Document]) -> int:
-    return write_jsonl(path, ({"_id": d.id, "title": d.title, "text": d.text} for d in corpus.values()))
+    return write_jsonl(path, ({"_id": d.id, "title": d.title, "text": d.text,
+                               **({"metadata": dict(d.metadata)} if d.metadata else {})} for d in corpus.values()))
 
 
 def write_queries(path: Path, queries: Mapping[str, Query]) -> int:

@@ -6,6 +6,8 @@ A raw data directory may hold any combination of
 * a **pairs file** ``pairs.jsonl`` / ``pairs.csv`` / ``pairs.parquet`` with columns ``query``, ``positive`` and
   optionally ``negative`` (texts), or ``query``/``query_id`` with ``positive_id`` / ``negative_id`` (ids into the
   corpus). Documents named only by their text become corpus entries; the same text twice is one document;
+* a **documents folder** ``documents/`` of PDF, DOCX, HTML, Markdown and text files, chunked into corpus
+  documents by :mod:`embedtune.documents` (the prepare stage reads it and passes the chunks in);
 * a **click log** ``clicks.jsonl`` / ``clicks.csv``: one search per row with ``query``, ``shown`` (document ids
   in rank order), ``clicked`` (ids), ``timestamp`` and optionally ``session``. Searches are aggregated into
   (query, clicked document) positives with at least ``min_clicks`` clicks; documents shown *above* a click and
@@ -365,14 +367,21 @@ def _check_inputs(directory: Path, corpus: Mapping, queries: Mapping, qrels_file
         raise InputError("missing queries.jsonl (qrels refer to queries by id)", path=directory)
 
 
-def read_sources(directory: Path, clicks: ClickOptions | None = None) -> tuple[Dataset, Negatives, dict[str, int]]:
-    """Read every input kind present in ``directory`` into one dataset (see module docstring)."""
+def read_sources(directory: Path, clicks: ClickOptions | None = None,
+                 documents: Mapping[str, Document] | None = None) -> tuple[Dataset, Negatives, dict[str, int]]:
+    """Read every input kind present in ``directory`` into one dataset (see module docstring). ``documents``
+    (a documents folder's chunks, :mod:`embedtune.documents`) join the corpus before pairs, clicks and qrels,
+    so those may name chunks by id."""
     directory = Path(directory)
     if not directory.is_dir():
         raise InputError("dataset directory does not exist", path=directory)
     pairs_path, clicks_path = _find(directory, PAIRS_NAMES), _find(directory, CLICKS_NAMES)
     corpus_path, queries_path = directory / "corpus.jsonl", directory / "queries.jsonl"
     corpus = read_corpus(corpus_path) if corpus_path.is_file() else {}
+    if clash := next((d for d in documents or {} if d in corpus), None):
+        raise InputError(f"document id {clash!r} is both in corpus.jsonl and a chunk of the documents folder: "
+                         "rename one", path=corpus_path)
+    corpus.update(documents or {})
     queries = read_queries(queries_path) if queries_path.is_file() else {}
     qrels_files = sorted((directory / "qrels").glob("*.tsv")) if (directory / "qrels").is_dir() else []
     _check_inputs(directory, corpus, queries, qrels_files, clicks_path)

@@ -1,0 +1,299 @@
+"""One file -> its text as sections (heading path, page, text), tables kept as Markdown tables.
+
+HTML goes through markitdown's HTML converter (headings as ``#``, tables as Markdown tables, scripts and styles
+dropped); DOCX through mammoth (what markitdown itself uses) and then the same HTML converter, so Word headings
+become the heading path. markitdown's own DOCX pre-processing fails on every file with the beautifulsoup4 and
+lxml this project installs ("Could not find the body element"), and its PDF converter joins all pages and, on
+pages it does not take for forms, reads a table column by column; PDFs are therefore read page by page with
+pdfplumber (markitdown's PDF dependency): each page's text outside tables as paragraphs, each table it finds as
+a Markdown table, in reading order, with the page number kept. Markdown and plain text are read as they are.
+
+A file that cannot give text raises :class:`Unconvertible` with a reason a person can act on (corrupt,
+encrypted, no text layer, not UTF-8); the folder reader counts and lists those instead of failing.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+# Bump when conversion output changes for the same file: cached conversions of the older version are ignored.
+CONVERTER_VERSION = "1"
+KINDS = {".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html", ".md": "markdown",
+         ".markdown": "markdown", ".txt": "text"}
+OCR_HINT = "no text layer (a scanned PDF?): it needs OCR first, e.g. `ocrmypdf in.pdf out.pdf`"
+HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+FENCE = re.compile(r"^\s*(```|~~~)")
+DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+
+
+class Unconvertible(Exception):
+    """This file gives no text; ``reason`` says why and what to do."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text under one heading path (outermost first) on one page (PDF) or none."""
+
+    headings: tuple[str, ...]
+    text: str
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A file's title and its non-empty sections in reading order."""
+
+    title: str
+    sections: tuple[Section, ...]
+
+    @property
+    def characters(self) -> int:
+        return sum(len(s.text) for s in self.sections)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title,
+                "sections": [{"headings": list(s.headings), "text": s.text, "page": s.page} for s in self.sections]}
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Converted:
+        return cls(record["title"], tuple(Section(tuple(s["headings"]), s["text"], s["page"])
+                                          for s in record["sections"]))
+
+
+def kind_of(path: Path) -> str | None:
+    """The converter a file name calls for, or None for an unsupported type."""
+    return KINDS.get(path.suffix.lower())
+
+
+def convert_file(path: Path) -> Converted:
+    """Convert one supported file (see :data:`KINDS`); raise :class:`Unconvertible` when it gives no text."""
+    kind = kind_of(path)
+    if kind is None:
+        raise Unconvertible(f"unsupported type {path.suffix or '(no extension)'!r} "
+                            f"(supported: {', '.join(sorted(KINDS))})")
+    converted = {"pdf": _pdf, "docx": _docx, "html": _html, "markdown": _markdown, "text": _text}[kind](path)
+    if not converted.sections:
+        raise Unconvertible(OCR_HINT if kind == "pdf" else "holds no text")
+    return converted
+
+
+# ---- Markdown (also what HTML and DOCX become) -------------------------------------------------------------------
+
+def markdown_sections(markdown: str, page: int | None = None) -> tuple[list[Section], str | None]:
+    """Split Markdown at ATX headings (not inside code fences) into sections with their heading path; also
+    return the first level-1 heading (a title when the file has no other)."""
+    sections: list[Section] = []
+    path: list[tuple[int, str]] = []
+    lines: list[str] = []
+    first_h1, fenced = None, False
+
+    def close() -> None:
+        text = "\n".join(lines).strip()
+        if text:
+            sections.append(Section(tuple(h for _, h in path), text, page))
+        lines.clear()
+
+    for line in markdown.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        heading = None if fenced else HEADING.match(line)
+        if heading is None:
+            lines.append(line)
+            continue
+        close()
+        level, title = len(heading.group(1)), _plain(heading.group(2))
+        first_h1 = first_h1 or (title if level == 1 else None)
+        path = [(lvl, h) for lvl, h in path if lvl < level] + [(level, title)]
+    close()
+    return sections, first_h1
+
+
+def _plain(heading: str) -> str:
+    """A heading without Markdown emphasis or link syntax."""
+    heading = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)
+    return re.sub(r"[*_`]+", "", heading).strip()
+
+
+def _front_matter(markdown: str) -> tuple[str | None, str]:
+    """A leading YAML front matter block's ``title:`` and the text after the block."""
+    if not markdown.startswith("---\n"):
+        return None, markdown
+    end = markdown.find("\n---", 4)
+    if end < 0:
+        return None, markdown
+    title = next((line.split(":", 1)[1].strip().strip("\"'") for line in markdown[4:end].splitlines()
+                  if line.lower().startswith("title:")), None)
+    return title or None, markdown[end + 4:].lstrip("-\n")
+
+
+def _from_markdown(markdown: str, path: Path, title: str | None = None) -> Converted:
+    front_title, markdown = _front_matter(markdown)
+    sections, first_h1 = markdown_sections(markdown)
+    return Converted(_title(title or front_title or first_h1, path), tuple(sections))
+
+
+def _title(candidate: str | None, path: Path) -> str:
+    candidate = " ".join((candidate or "").split())
+    return candidate or path.stem.replace("_", " ").replace("-", " ")
+
+
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise Unconvertible(f"not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+
+
+def _markdown(path: Path) -> Converted:
+    return _from_markdown(_read_utf8(path), path)
+
+
+def _text(path: Path) -> Converted:
+    text = _read_utf8(path).strip()
+    return Converted(_title(None, path), (Section((), text),) if text else ())
+
+
+# ---- HTML and DOCX, through markitdown's HTML converter -----------------------------------------------------------
+
+def _html_to_markdown(html: str) -> tuple[str, str | None]:
+    from markitdown.converters import HtmlConverter
+
+    result = HtmlConverter().convert_string(html)
+    return result.markdown, result.title
+
+
+def _html(path: Path) -> Converted:
+    from markitdown import MarkItDown
+
+    try:
+        result = MarkItDown(enable_plugins=False).convert_local(str(path))
+    except Exception as exc:  # noqa: BLE001 - markitdown wraps parser errors of every kind
+        raise Unconvertible(f"cannot read HTML: {_first_line(exc)}") from None
+    return _from_markdown(result.markdown, path, result.title)
+
+
+def _docx(path: Path) -> Converted:
+    import mammoth
+
+    try:
+        with path.open("rb") as handle:
+            html = mammoth.convert_to_html(handle).value
+        title = _docx_title(path)
+    except (zipfile.BadZipFile, KeyError, ValueError, ElementTree.ParseError) as exc:
+        raise Unconvertible(f"corrupt or not a DOCX file: {_first_line(exc)}") from None
+    markdown, _ = _html_to_markdown(html)
+    return _from_markdown(_promote_header_rows(markdown), path, title)
+
+
+EMPTY_ROW = re.compile(r"^\|(\s*\|)+\s*$")
+SEPARATOR_ROW = re.compile(r"^\|(\s*:?-{3,}:?\s*\|)+\s*$")
+
+
+def _promote_header_rows(markdown: str) -> str:
+    """Word tables have no header cells, so the Markdown tables they become start with an empty header row: make
+    the first real row the header instead."""
+    lines = markdown.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if (i + 2 < len(lines) and EMPTY_ROW.match(lines[i]) and SEPARATOR_ROW.match(lines[i + 1])
+                and lines[i + 2].startswith("|")):
+            out += [lines[i + 2], lines[i + 1]]
+            i += 3
+            continue
+        out.append(lines[i])
+        i += 1
+    return "\n".join(out)
+
+
+def _docx_title(path: Path) -> str | None:
+    """The title in a DOCX file's core properties (File > Properties in Word), if set."""
+    with zipfile.ZipFile(path) as archive:
+        if "docProps/core.xml" not in archive.namelist():
+            return None
+        found = ElementTree.fromstring(archive.read("docProps/core.xml")).find(DC_TITLE)
+    return found.text if found is not None and found.text and found.text.strip() else None
+
+
+# ---- PDF, page by page with pdfplumber -----------------------------------------------------------------------------
+
+def _pdf(path: Path) -> Converted:
+    import pdfplumber
+
+    sections = []
+    try:
+        with pdfplumber.open(path) as pdf:
+            title = (pdf.metadata or {}).get("Title")
+            for page in pdf.pages:
+                text = pdf_page_text(page)
+                if text:
+                    sections.append(Section((), text, page.page_number))
+                page.close()
+    except Exception as exc:  # noqa: BLE001 - pdfminer raises many unrelated types for a damaged or locked file
+        message = _first_line(exc)
+        if "password" in message.lower() or "encrypt" in type(exc).__name__.lower() + message.lower():
+            raise Unconvertible(f"encrypted (password-protected) PDF: {message}") from None
+        raise Unconvertible(f"corrupt or unreadable PDF: {message or type(exc).__name__}") from None
+    return Converted(_title(title if isinstance(title, str) else None, path), tuple(sections))
+
+
+def pdf_page_text(page: Any) -> str:
+    """A pdfplumber page as text: lines joined into paragraphs (a vertical gap wider than about a line starts a
+    new one), each table found on the page as a Markdown table at its place in the reading order."""
+    tables = page.find_tables()
+    rest = page
+    for table in tables:
+        rest = rest.outside_bbox(table.bbox)
+    blocks: list[tuple[float, str]] = [(t.bbox[1], markdown_table(t.extract())) for t in tables]
+    blocks += _paragraphs(rest.extract_text_lines())
+    return "\n\n".join(text for _, text in sorted(blocks, key=lambda block: block[0]) if text).strip()
+
+
+def _paragraphs(lines: Sequence[dict]) -> list[tuple[float, str]]:
+    paragraphs: list[tuple[float, list[str]]] = []
+    previous = None
+    for line in lines:
+        text = " ".join(line["text"].split())
+        if not text:
+            continue
+        height = line["bottom"] - line["top"]
+        if previous is None or line["top"] - previous["bottom"] > 0.8 * max(height, 1.0):
+            paragraphs.append((line["top"], []))
+        paragraphs[-1][1].append(text)
+        previous = line
+    return [(top, _join_lines(parts)) for top, parts in paragraphs]
+
+
+def _join_lines(parts: Iterable[str]) -> str:
+    """Lines of one paragraph as one line; a word hyphenated across a line break is joined again."""
+    joined = ""
+    for part in parts:
+        joined = joined[:-1] + part if joined.endswith("-") and part[:1].islower() else f"{joined} {part}".strip()
+    return joined
+
+
+def markdown_table(rows: Sequence[Sequence[str | None]]) -> str:
+    """Rows of cells as a Markdown table (the first row as its header); empty when no cell has text."""
+    cells = [[" ".join((c or "").split()).replace("|", "\\|") for c in row] for row in rows if row]
+    if not any(any(row) for row in cells):
+        return ""
+    width = max(len(row) for row in cells)
+    cells = [row + [""] * (width - len(row)) for row in cells]
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + " --- |" * width]
+    lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    return "\n".join(lines)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedtune.documents.convert import (
+    OCR_HINT,
+    Converted,
+    Unconvertible,
+    convert_file,
+    markdown_sections,
+    markdown_table,
+)
+from tests.documents import files
+from tests.documents.conftest import TABLE
+
+
+def test_pdf_keeps_pages_title_and_the_table_as_rows_in_reading_order(folder: Path) -> None:
+    converted = convert_file(folder / "policies" / "leave.pdf")
+    assert converted.title == "Leave policy"
+    assert [s.page for s in converted.sections] == [1, 2]
+    last = converted.sections[-1].text
+    assert "| Grade | Days carried over |\n| --- | --- |\n| A | 5 |\n| B | 10 |" in last
+    assert last.index("Carry-over limits") < last.index("| Grade") < last.index("after the table")
+    first = converted.sections[0].text
+    assert "\n" not in first.strip()  # the page's wrapped lines are one paragraph again
+
+
+def test_docx_headings_become_the_heading_path_and_its_table_gets_a_header(folder: Path) -> None:
+    converted = convert_file(folder / "contract.docx")
+    assert converted.title == "Supplier contract"
+    assert [s.headings for s in converted.sections] == [("Payment",), ("Payment", "Late payment")]
+    assert converted.sections[-1].text.endswith("| Term | Value |\n| --- | --- |\n| Net | 30 days |")
+    assert all(s.page is None for s in converted.sections)
+
+
+def test_html_title_headings_and_table_without_scripts(folder: Path) -> None:
+    converted = convert_file(folder / "wiki" / "setup.html")
+    assert converted.title == "Setup guide"
+    assert [s.headings for s in converted.sections] == [("Installing",), ("Installing", "On Linux")]
+    assert "| Debian | apt install tool |" in converted.sections[-1].text
+    assert "var x" not in " ".join(s.text for s in converted.sections)
+
+
+def test_markdown_heading_path_pops_to_the_right_level_and_ignores_code_fences(tmp_path: Path) -> None:
+    sections, first_h1 = markdown_sections("intro\n# A\ntext a\n## B\n```\n# not a heading\n```\n### C\nc\n## D\nd\n")
+    assert first_h1 == "A"
+    assert [(s.headings, s.text) for s in sections] == [
+        ((), "intro"), (("A",), "text a"), (("A", "B"), "```\n# not a heading\n```"), (("A", "B", "C"), "c"),
+        (("A", "D"), "d")]
+    path = tmp_path / "notes.md"
+    path.write_text("---\ntitle: \"Release notes\"\n---\n# Version 2\nNew things.\n")
+    converted = convert_file(path)
+    assert converted.title == "Release notes" and converted.sections[0].headings == ("Version 2",)
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("policies/broken.pdf", "corrupt or unreadable PDF"),
+    ("policies/scanned.pdf", OCR_HINT),
+    ("wiki/diagram.png", "unsupported type '.png'"),
+])
+def test_files_that_give_no_text_say_why(folder: Path, name: str, reason: str) -> None:
+    with pytest.raises(Unconvertible, match=None) as caught:
+        convert_file(folder / name)
+    assert caught.value.reason.startswith(reason)
+
+
+def test_an_encrypted_pdf_or_a_corrupt_docx_or_non_utf8_text_is_named_as_such(tmp_path: Path) -> None:
+    locked = files.pdf(tmp_path / "locked.pdf", ["secret"], password="pw")
+    with pytest.raises(Unconvertible, match="encrypted"):
+        convert_file(locked)
+    (tmp_path / "bad.docx").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(Unconvertible, match="corrupt or not a DOCX"):
+        convert_file(tmp_path / "bad.docx")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(Unconvertible, match="not UTF-8 text"):
+        convert_file(tmp_path / "latin1.txt")
+
+
+def test_conversions_round_trip_through_json(folder: Path) -> None:
+    converted = convert_file(folder / "policies" / "leave.pdf")
+    assert Converted.from_json(converted.to_json()) == converted
+
+
+def test_markdown_table_escapes_pipes_and_pads_short_rows() -> None:
+    assert markdown_table([("a", "b|c"), ("1",)]) == "| a | b\\|c |\n| --- | --- |\n| 1 |  |"
+    assert markdown_table([(None, "")]) == ""
+    assert markdown_table(TABLE).count("\n") == 3
