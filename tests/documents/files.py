@@ -12,7 +12,9 @@ def pdf(path: Path, pages: list[str], *, title: str | None = None, table: list[t
     from fpdf import FPDF
 
     document = FPDF()
-    document.set_font("helvetica", size=11)
+    document.add_font("dejavu", fname=_unicode_font())
+    document.add_font("dejavu", style="B", fname=_unicode_font("DejaVuSans-Bold.ttf"))
+    document.set_font("dejavu", size=11)
     if title:
         document.set_title(title)
     if password:
@@ -29,6 +31,13 @@ def pdf(path: Path, pages: list[str], *, title: str | None = None, table: list[t
             document.multi_cell(0, 6, "This sentence comes after the table.")
     document.output(str(path))
     return path
+
+
+def _unicode_font(name: str = "DejaVuSans.ttf") -> str:
+    """DejaVu Sans as matplotlib (a dependency) ships it: PDF text beyond Latin-1 (β, ≥) needs a Unicode font."""
+    import matplotlib
+
+    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / name)
 
 
 def image_only_pdf(path: Path) -> Path:
