@@ -53,6 +53,7 @@ def main() -> None:
         loaded = load_version(
             conn, fingerprint=fingerprint, model_path=str(args.model.resolve()), ids=ids, vectors=vectors,
             titles=[corpus[i].title for i in ids], texts=[corpus[i].text for i in ids], views=views,
+            metadata=[corpus[i].metadata for i in ids],
             layout=view_layout(corpus_meta), source_commit=_commit(),
             metrics={"comparison": comparison["metrics"], "gate": decision.reason}, query_precision=precision,
             hnsw_m=get(params, "reindex.hnsw_m"), hnsw_ef_construction=get(params, "reindex.hnsw_ef_construction"),

@@ -82,12 +82,17 @@ def copy_project(top: Path) -> tuple[Path, dict]:
         target = root / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO / name, target)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
-           "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@test", "GIT_COMMITTER_NAME": "e2e",
-           "GIT_COMMITTER_EMAIL": "e2e@test"}
+    env = project_env()
     sh(["git", "init", "-q"], root, env)
     return root, env
+
+
+def project_env() -> dict:
+    """The environment a copied project's commands run in: this venv's tools, offline, a git identity."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
+            "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@test", "GIT_COMMITTER_NAME": "e2e",
+            "GIT_COMMITTER_EMAIL": "e2e@test"}
 
 
 def commit_all(root: Path, env: dict, message: str) -> None:

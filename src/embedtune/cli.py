@@ -114,6 +114,8 @@ def search(
     for rank, hit in enumerate(hits, start=1):
         title = hit.title or hit.text[:80]
         typer.echo(f"{rank:>3}. {hit.score:.4f}  {hit.id:<14} {title}")
+        if hit.provenance:
+            typer.echo(f"{'':>13}{hit.provenance}")
 
 
 @command()
@@ -247,7 +249,8 @@ def load_command(
                                     ids=ids, vectors=vectors, titles=[docs[i].title for i in ids],
                                     texts=[docs[i].text for i in ids], views=load_views(embeddings, ids),
                                     layout=view_layout(meta),
-                                    query_precision=meta.get("precision", "fp32"))
+                                    query_precision=meta.get("precision", "fp32"),
+                                    metadata=[docs[i].metadata for i in ids])
     typer.echo(f"{'loaded' if loaded.created else 'already loaded'}: {loaded.version} ({loaded.rows} rows)")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SCIFACT, commit_all, copy_project, sh
+from tests.conftest import SCIFACT, commit_all, copy_project, project_env, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -219,3 +219,8 @@ def test_a_folder_of_pdf_word_html_and_markdown_files_trains_on_synthetic_querie
     assert len(ids) >= 200 and _metrics(root, "data.json")["documents_out"] == len(ids)
     assert _metrics(root, "finetuned.json")["test_source"] == "synthetic"
     _sane(root)
+    # a search names the file (and the PDF page) each hit comes from
+    version = _metrics(root, "reindex.json")["version"]
+    lines = sh(["embedtune", "search", chosen[0]["title"], "-k", "5", "--version", version], root, project_env(),
+               stdout_only=True).splitlines()
+    assert "pdf/paper0.pdf, page 1" in [line.strip() for line in lines], lines

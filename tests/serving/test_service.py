@@ -58,7 +58,8 @@ def _load(url: str, model_dir: Path, docs: list[Document]) -> str:
     with connect(url) as conn:
         return load_version(conn, fingerprint=model_fingerprint(model_dir), model_path=str(model_dir),
                                   ids=[d.id for d in docs], vectors=vectors, titles=[d.title for d in docs],
-                                  texts=[d.text for d in docs]).version
+                                  texts=[d.text for d in docs],
+                                  metadata=[{"source": f"abstracts/{d.id}.pdf", "page": 1} for d in docs]).version
 
 
 @pytest.fixture
@@ -81,6 +82,7 @@ def test_search_click_and_bad_requests(db_url: str, versions) -> None:
         body = r.json()
         assert len(body["results"]) == 5 and body["results"][0]["rank"] == 1 and body["impression_id"]
         assert all(isinstance(h["score"], float) and h["title"] is not None for h in body["results"])
+        assert all((h["source"], h["page"]) == (f"abstracts/{h['id']}.pdf", 1) for h in body["results"])
         first = body["results"][0]["id"]
         click = requests.post(f"{server.url}/click", json={"impression_id": body["impression_id"], "doc_id": first})
         assert click.status_code == 200 and click.json()["rank"] == 1
@@ -203,6 +205,7 @@ def test_search_page_in_a_real_browser(db_url: str, versions) -> None:
             hits = page.locator(".hit")
             assert hits.count() == 10
             first_id = hits.first.get_attribute("data-id")
+            assert hits.first.locator(".meta").inner_text().startswith(f"abstracts/{first_id}.pdf, page 1 · score ")
             page.locator(".hit a").first.click()
             page.wait_for_selector(".hit.clicked")
     finally:

@@ -97,6 +97,41 @@ def test_load_search_and_noop_reload(db_url: str) -> None:
         assert conn.execute(f"SELECT count(*) FROM {SERVING_VIEW}").fetchone()[0] == 200
 
 
+def test_a_chunk_keeps_its_source_file_and_page_and_searches_show_them(db_url: str) -> None:
+    """A documents folder's chunks carry ``metadata: {source, page}`` (corpus.jsonl); the version stores them and
+    every hit, dense or hybrid, says which file and page it is from. A document without them has none."""
+    ids = ["handbook/leave.pdf#p3-1", "wiki/setup.html#s2-1", "plain"]
+    metadata = [{"source": "handbook/leave.pdf", "page": 3}, {"source": "wiki/setup.html", "page": None}, {}]
+    vectors = _vectors(3, 4)
+    with connect(db_url) as conn:
+        loaded = load_version(conn, fingerprint=FP_A, model_path="/m", ids=ids, vectors=vectors,
+                              titles=["Leave", "Setup", ""], texts=["annual leave days", "install it", "x"],
+                              metadata=metadata)
+        hits = {h.id: h for h in search(conn, vectors[0], model_fingerprint=FP_A, k=3, version=loaded.version)[1]}
+        assert (hits[ids[0]].source, hits[ids[0]].page) == ("handbook/leave.pdf", 3)
+        assert hits[ids[0]].provenance == "handbook/leave.pdf, page 3"
+        assert hits[ids[1]].provenance == "wiki/setup.html" and hits["plain"].provenance == ""
+        _, fused = hybrid_search(conn, vectors[0], "annual leave", LexicalIndex(conn, loaded.version),
+                                 model_fingerprint=FP_A, lexical_weight=0.5, k=1, version=loaded.version)
+        assert fused[0].provenance == "handbook/leave.pdf, page 3"
+        with pytest.raises(IndexError_, match="3 ids but 2 metadata records"):
+            load_version(conn, fingerprint=FP_B, model_path="/m", ids=ids, vectors=vectors, titles=["", "", ""],
+                         texts=["a", "b", "c"], metadata=metadata[:2])
+
+
+def test_the_migration_to_schema_4_gives_older_versions_empty_provenance(db_url: str) -> None:
+    """A version loaded under schema 3 has no source/page columns; migrating adds them (NULL) and it still
+    serves."""
+    with connect(db_url) as conn:
+        old = _load(conn, FP_A, "a", n=20)
+        promote(conn, old.version, "test")
+        conn.execute(f"ALTER TABLE {old.version}_docs DROP COLUMN source, DROP COLUMN page")  # as schema 3 made it
+        conn.execute("DELETE FROM embedtune_schema WHERE version = 4")
+    with connect(db_url, migrate_schema=True) as conn:
+        _, hits = search(conn, _vectors(20, 0)[5], model_fingerprint=FP_A, k=2)
+        assert hits[0].id == "a5" and hits[0].source is None and hits[0].provenance == ""
+
+
 def test_searches_and_read_commands_never_wait_on_a_reindex_transaction(db_url: str, monkeypatch) -> None:
     """While a reindex holds its transaction open (a new version's tables created, its row inserted, not yet
     committed), searches, `embedtune versions` and a new connection all answer at once: readers take no DDL lock

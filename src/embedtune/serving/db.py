@@ -22,7 +22,7 @@ from embedtune.errors import EmbedtuneError
 DATABASE_URL_ENV = "EMBEDTUNE_DATABASE_URL"
 DEFAULT_PGDATA = Path(".pgdata")
 # schema version -> the script that brings the database from the version before to it
-SCHEMA_FILES = {1: "schema.sql", 2: "schema_2.sql", 3: "schema_3.sql"}
+SCHEMA_FILES = {1: "schema.sql", 2: "schema_2.sql", 3: "schema_3.sql", 4: "schema_4.sql"}
 SCHEMA_VERSION = max(SCHEMA_FILES)
 MIGRATION_LOCK = 7261  # pg_advisory_xact_lock key: several processes may migrate at once
 

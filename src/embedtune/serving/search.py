@@ -28,6 +28,15 @@ class Hit:
     title: str
     score: float
     text: str
+    source: str | None = None  # the file a documents folder's chunk came from, and its page (PDF)
+    page: int | None = None
+
+    @property
+    def provenance(self) -> str:
+        """``policies/leave.pdf, page 3``, ``wiki/setup.html``, or "" for a document without a source file."""
+        if not self.source:
+            return ""
+        return f"{self.source}, page {self.page}" if self.page is not None else self.source
 
 
 def _nearest(conn, query_vector: np.ndarray, *, model_fingerprint: str, n: int, ef_search: int,
@@ -66,13 +75,15 @@ def _nearest(conn, query_vector: np.ndarray, *, model_fingerprint: str, n: int, 
 
 
 def _hits(conn, target: str, scores: dict[str, float], k: int) -> list[Hit]:
-    """The ``k`` best of ``scores`` (ties by id) as hits with their titles and texts, in one query."""
+    """The ``k`` best of ``scores`` (ties by id) as hits with their titles, texts and provenance, in one query."""
     best = sorted(scores, key=lambda doc_id: (-scores[doc_id], doc_id))[:k]
-    texts = {r[0]: (r[1], r[2]) for r in conn.execute(
-        f"SELECT id, coalesce(title, ''), coalesce(text, '') FROM {documents_table(target)} WHERE id = ANY(%s)",
-        (best,)).fetchall()}
-    return [Hit(id=doc_id, title=texts.get(doc_id, ("", ""))[0], text=texts.get(doc_id, ("", ""))[1],
-                score=scores[doc_id]) for doc_id in best]
+    rows = {r[0]: r[1:] for r in conn.execute(
+        f"SELECT id, coalesce(title, ''), coalesce(text, ''), source, page FROM {documents_table(target)} "
+        "WHERE id = ANY(%s)", (best,)).fetchall()}
+    missing = ("", "", None, None)
+    return [Hit(id=doc_id, title=rows.get(doc_id, missing)[0], text=rows.get(doc_id, missing)[1],
+                source=rows.get(doc_id, missing)[2], page=rows.get(doc_id, missing)[3], score=scores[doc_id])
+            for doc_id in best]
 
 
 def search(

@@ -156,11 +156,14 @@ def load_version(
     views: ExtraViews | None = None,
     layout: str = "",
     query_precision: str = "fp32",
+    metadata: Sequence[Mapping[str, Any]] | None = None,
 ) -> LoadResult:
     """Create, bulk-load (COPY BINARY) and index the table for one model version, atomically.
 
     ``views`` are more vectors of some documents (view 1, the tail of a long one); ``layout`` names them
-    (``table_for``); ``query_precision`` is the one the vectors were encoded in, for the queries. The version is
+    (``table_for``); ``query_precision`` is the one the vectors were encoded in, for the queries; ``metadata`` is
+    each document's ``source`` file and ``page`` where it has them (a documents folder's chunks), which searches
+    show. The version is
     named by the model and what is loaded (``content_digest``): the same model, corpus and vectors again is a
     no-op; a changed corpus is a new version. One transaction: a load that dies half-way leaves nothing behind.
     """
@@ -168,6 +171,8 @@ def load_version(
         raise IndexError_("vectors with extra views need a layout name (e.g. 'tail128') to version them by")
     if vectors.ndim != 2 or len(ids) != vectors.shape[0] or len(titles) != len(ids) or len(texts) != len(ids):
         raise IndexError_(f"{len(ids)} ids, {len(titles)} titles, {len(texts)} texts but vectors of shape {vectors.shape}")
+    if metadata is not None and len(metadata) != len(ids):
+        raise IndexError_(f"{len(ids)} ids but {len(metadata)} metadata records")
     version = table_for(fingerprint, layout, content_digest(ids, vectors, titles, texts, views))
     existing = conn.execute("SELECT rows, metrics->'build' FROM embedtune_versions WHERE version = %s",
                             (version,)).fetchone()
@@ -181,7 +186,7 @@ def load_version(
         started = time.perf_counter()
         _load_vectors(conn, version, dim, rows)
         load_seconds = time.perf_counter() - started
-        _load_documents(conn, version, ids, titles, texts)
+        _load_documents(conn, version, ids, titles, texts, metadata)
         started = time.perf_counter()
         conn.execute(f"CREATE INDEX {version}_hnsw ON {version} USING hnsw (embedding vector_cosine_ops) "
                      f"WITH (m = {int(hnsw_m)}, ef_construction = {int(hnsw_ef_construction)})")
@@ -221,14 +226,21 @@ def _load_vectors(conn, version: str, dim: int, rows: Sequence[tuple]) -> None:
             copy.write_row(row)
 
 
-def _load_documents(conn, version: str, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> None:
-    """The version's own copy of its documents' titles and texts (``<version>_docs``): what its searches show and
-    what its BM25 index reads stay those the vectors were computed from, whatever a later version loads."""
-    conn.execute(f"CREATE TABLE {version}_docs (id text PRIMARY KEY, title text NOT NULL, text text NOT NULL)")
-    with conn.cursor() as cur, cur.copy(f"COPY {version}_docs (id, title, text) FROM STDIN WITH (FORMAT BINARY)") as copy:
-        copy.set_types(["text", "text", "text"])
+def _load_documents(conn, version: str, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
+                    metadata: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """The version's own copy of its documents' titles, texts and provenance (``<version>_docs``): what its
+    searches show and what its BM25 index reads stay those the vectors were computed from, whatever a later
+    version loads. ``source`` and ``page`` (NULL where a document has none) say which file and page a chunk of a
+    documents folder came from."""
+    conn.execute(f"CREATE TABLE {version}_docs (id text PRIMARY KEY, title text NOT NULL, text text NOT NULL, "
+                 "source text, page integer)")
+    with conn.cursor() as cur, cur.copy(f"COPY {version}_docs (id, title, text, source, page) "
+                                        "FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.set_types(["text", "text", "text", "text", "int4"])
         for i, id_ in enumerate(ids):
-            copy.write_row((id_, titles[i], texts[i]))
+            meta = metadata[i] if metadata is not None else {}
+            page = meta.get("page")
+            copy.write_row((id_, titles[i], texts[i], meta.get("source"), int(page) if page is not None else None))
 
 
 def _safe_setting(value: str) -> str:
