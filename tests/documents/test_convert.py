@@ -11,6 +11,7 @@ from embedtune.documents.convert import (
     convert_file,
     markdown_sections,
     markdown_table,
+    plain_links,
 )
 from tests.documents import files
 from tests.documents.conftest import TABLE
@@ -41,6 +42,34 @@ def test_html_title_headings_and_table_without_scripts(folder: Path) -> None:
     assert [s.headings for s in converted.sections] == [("Installing",), ("Installing", "On Linux")]
     assert "| Debian | apt install tool |" in converted.sections[-1].text
     assert "var x" not in " ".join(s.text for s in converted.sections)
+
+
+def test_html_keeps_the_pages_own_text_without_its_furniture_or_link_targets(tmp_path: Path) -> None:
+    """A page as a documentation site or wiki exports it: navigation, a sidebar, a search form and a footer
+    around ``<main>``; permalink pilcrows after headings; links and images inside the text."""
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><title>Leave policy — Handbook</title></head><body>"
+        "<div role='navigation'><a href='/'>Home</a> » <a href='/policies'>Policies</a></div>"
+        "<nav><ul><li>Expenses</li><li>Travel</li></ul></nav>"
+        "<main><h1>Leave policy<a class='headerlink' href='#leave'>¶</a></h1>"
+        "<p>See the <a href='https://hr.example.com/form?id=7'>request form</a> and the chart "
+        "<img src='chart.png' alt='days per grade'><img src='spacer.gif'>.</p>"
+        "<form><input name='q'><button>Search</button></form></main>"
+        "<div class='sphinxsidebar' role='complementary'><h3>This page</h3>Show source</div>"
+        "<footer>© Example Ltd · Privacy</footer></body></html>", encoding="utf-8")
+    converted = convert_file(page)
+    assert converted.title == "Leave policy — Handbook"
+    assert [(s.headings, s.text) for s in converted.sections] == [
+        (("Leave policy",), "See the request form and the chart days per grade.")]
+
+
+def test_markdown_links_become_their_text_and_comments_go_but_code_stays() -> None:
+    text = ("<!-- YAML\nadded: v1.0\n-->\nRead [the guide](https://x.example/guide \"Guide\") and [`fs.open()`][]."
+            "\n![a diagram](d.png)\n\n\n\nnext\n\n[`fs.open()`]: #fsopen\n"
+            "```js\nconst a = [1](2); // [kept](as is)\n```\n")
+    assert plain_links(text) == ("\nRead the guide and `fs.open()`.\na diagram\n\nnext\n\n"
+                                 "```js\nconst a = [1](2); // [kept](as is)\n```\n")
 
 
 def test_markdown_heading_path_pops_to_the_right_level_and_ignores_code_fences(tmp_path: Path) -> None:

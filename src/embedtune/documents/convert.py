@@ -1,8 +1,11 @@
 """One file -> its text as sections (heading path, page, text), tables kept as Markdown tables.
 
-HTML goes through markitdown's HTML converter (headings as ``#``, tables as Markdown tables, scripts and styles
-dropped); DOCX through mammoth (what markitdown itself uses) and then the same HTML converter, so Word headings
-become the heading path. markitdown's own DOCX pre-processing fails on every file with the beautifulsoup4 and
+HTML goes through markitdown's HTML converter (headings as ``#``, tables as Markdown tables) after
+:func:`page_content` keeps only what the page says: its ``<main>`` where it has one, without navigation, sidebars,
+footers, forms, scripts, permalink marks and link targets (a link becomes its text; a URL is noise to a text
+embedding and costs tokens of the chunk's budget). DOCX goes through mammoth (what markitdown itself uses) and the
+same path, so Word headings become the heading path. Markdown files lose link targets and HTML comments the same
+way. markitdown's own DOCX pre-processing fails on every file with the beautifulsoup4 and
 lxml this project installs ("Could not find the body element"), and its PDF converter joins all pages and, on
 pages it does not take for forms, reads a table column by column; PDFs are therefore read page by page with
 pdfplumber (markitdown's PDF dependency): each page's text outside tables as paragraphs, each table it finds as
@@ -23,13 +26,20 @@ from typing import Any
 from xml.etree import ElementTree
 
 # Bump when conversion output changes for the same file: cached conversions of the older version are ignored.
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"
 KINDS = {".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html", ".md": "markdown",
          ".markdown": "markdown", ".txt": "text"}
 OCR_HINT = "no text layer (a scanned PDF?): it needs OCR first, e.g. `ocrmypdf in.pdf out.pdf`"
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
+# Page furniture: what every page of a site repeats around its own text (HTML tags and ARIA roles).
+FURNITURE_TAGS = ("nav", "aside", "footer", "form", "script", "style", "noscript", "template", "button")
+FURNITURE_ROLES = ("navigation", "search", "banner", "contentinfo", "complementary")
+MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+MD_LINK = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\[[^\]]*\])")
+MD_LINK_DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+.*$")
+HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 
 
 class Unconvertible(Exception):
@@ -155,7 +165,24 @@ def _read_utf8(path: Path) -> str:
 
 
 def _markdown(path: Path) -> Converted:
-    return _from_markdown(_read_utf8(path), path)
+    return _from_markdown(plain_links(_read_utf8(path)), path)
+
+
+def plain_links(markdown: str) -> str:
+    """Markdown with links as their text, images as their alt text, and without link reference definitions and
+    HTML comments; code fences are left as they are."""
+    out, fenced = [], False
+    for block in re.split(r"(^\s*(?:```|~~~).*$)", markdown, flags=re.MULTILINE):
+        if FENCE.match(block):
+            fenced = not fenced
+            out.append(block)
+        elif fenced:
+            out.append(block)
+        else:
+            block = MD_LINK.sub(r"\1", MD_IMAGE.sub(r"\1", HTML_COMMENT.sub("", block)))
+            block = "\n".join(line for line in block.split("\n") if not MD_LINK_DEFINITION.match(line))
+            out.append(re.sub(r"\n{3,}", "\n\n", block))
+    return "".join(out)
 
 
 def _text(path: Path) -> Converted:
@@ -165,21 +192,42 @@ def _text(path: Path) -> Converted:
 
 # ---- HTML and DOCX, through markitdown's HTML converter -----------------------------------------------------------
 
-def _html_to_markdown(html: str) -> tuple[str, str | None]:
+def page_content(html: str | bytes) -> tuple[str, str | None]:
+    """An HTML page's own content, as HTML, and its ``<title>``: inside ``<main>`` (or ``role=main``) when the
+    page marks one, without page furniture (:data:`FURNITURE_TAGS`, :data:`FURNITURE_ROLES`), permalink marks
+    (``a.headerlink``, Sphinx's and MkDocs' pilcrows) or link targets (a link keeps its text, an image its alt)."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else None
+    root = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.body or soup
+    for element in [*root.find_all(FURNITURE_TAGS), *root.find_all(attrs={"role": list(FURNITURE_ROLES)}),
+                    *root.find_all("a", class_="headerlink")]:
+        element.decompose()
+    for link in root.find_all("a"):
+        link.unwrap()
+    for image in root.find_all("img"):
+        alt = (image.get("alt") or "").strip()
+        if alt:
+            image.replace_with(alt)
+        else:
+            image.decompose()
+    return str(root), title or None
+
+
+def _html_to_markdown(html: str | bytes) -> tuple[str, str | None]:
     from markitdown.converters import HtmlConverter
 
-    result = HtmlConverter().convert_string(html)
-    return result.markdown, result.title
+    content, title = page_content(html)
+    return HtmlConverter().convert_string(content).markdown, title
 
 
 def _html(path: Path) -> Converted:
-    from markitdown import MarkItDown
-
-    try:
-        result = MarkItDown(enable_plugins=False).convert_local(str(path))
-    except Exception as exc:  # noqa: BLE001 - markitdown wraps parser errors of every kind
+    try:  # bytes: BeautifulSoup finds the page's encoding (meta charset, BOM, or a guess)
+        markdown, title = _html_to_markdown(path.read_bytes())
+    except Exception as exc:  # noqa: BLE001 - the parsers raise errors of every kind on broken input
         raise Unconvertible(f"cannot read HTML: {_first_line(exc)}") from None
-    return _from_markdown(result.markdown, path, result.title)
+    return _from_markdown(markdown, path, title)
 
 
 def _docx(path: Path) -> Converted:
