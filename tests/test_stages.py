@@ -186,6 +186,34 @@ def test_keep_freed_memory_reuses_allocations_above_the_mmap_threshold() -> None
     assert faults["default"] > 10_000 and faults["keep"] < 1_000, faults
 
 
+RSS_AFTER_A_PEAK = """
+import torch
+from embedtune.runtime import keep_freed_memory, release_freed_memory
+
+
+def rss_mb():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS")) // 1024
+
+
+assert keep_freed_memory()
+peak = [torch.ones(16 * 2**20 // 4) for _ in range(24)]  # 384 MB of activations, as in one training step
+del peak
+kept = rss_mb()
+assert release_freed_memory()
+print(kept, rss_mb())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator only")
+def test_release_freed_memory_gives_a_kept_peak_back() -> None:
+    """With trimming off the freed peak stays in the process (the train stage's parent kept a probe's ~4.8 GB
+    while the soup trained); released, it goes back to the kernel."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    kept, released = map(int, subprocess.run([sys.executable, "-c", RSS_AFTER_A_PEAK], env=env, check=True,
+                                             capture_output=True, text=True).stdout.split())
+    assert kept - released > 300, (kept, released)
+
+
 def test_keep_freed_memory_leaves_the_users_malloc_tunables_alone(monkeypatch) -> None:
     from embedtune.runtime import keep_freed_memory
 

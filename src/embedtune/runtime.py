@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import platform
@@ -55,6 +56,25 @@ def keep_freed_memory() -> bool:
     settings = ((M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD), (M_TRIM_THRESHOLD, 2**31 - 1), (M_MMAP_MAX, 0))
     applied = [bool(mallopt(option, value)) for option, value in settings]  # every one, even after a failure
     return all(applied)
+
+
+def release_freed_memory() -> bool:
+    """Return the heap's free memory to the kernel now (glibc's ``malloc_trim``), once a process is done with a
+    peak it will not reach again.
+
+    :func:`keep_freed_memory` switches trimming off, so a process keeps its peak heap: the train stage's parent,
+    after timing one training step in each precision (``train.precision: auto``), kept ~4.8 GB while the soup's
+    runs trained in their own processes; after this it holds ~0.6 GB. Returns whether glibc was there to ask."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    gc.collect()
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    malloc_trim(0)
+    return True
 
 
 class Terminated(BaseException):

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embedtune.runtime import prepare_worker
+from embedtune.runtime import prepare_worker, release_freed_memory
 from embedtune.train.config import TrainConfig
 from embedtune.train.precision import choose_train_precision
 from embedtune.train.trainer import train_model
@@ -147,6 +147,7 @@ def train_soup(
     threads = soup_threads(processes) if processes > 1 else options.get("threads") or cpu_cores()
     precision, choice = choose_train_precision(base_model, dataset, config, device, threads=threads,
                                                max_seq_length=options.get("max_seq_length"))
+    release_freed_memory()  # the probe's peak: this process only waits while a soup's runs train elsewhere
     config = replace(config, precision=precision)
     if config.soup == 1:
         stats = train_model(base_model, dataset, config, output_dir, live_dir, **options)
