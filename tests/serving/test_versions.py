@@ -100,23 +100,26 @@ def test_load_search_and_noop_reload(db_url: str) -> None:
 def test_a_chunk_keeps_its_source_file_and_page_and_searches_show_them(db_url: str) -> None:
     """A documents folder's chunks carry ``metadata: {source, page}`` (corpus.jsonl); the version stores them and
     every hit, dense or hybrid, says which file and page it is from. A document without them has none."""
-    ids = ["handbook/leave.pdf#p3-1", "wiki/setup.html#s2-1", "plain"]
-    metadata = [{"source": "handbook/leave.pdf", "page": 3}, {"source": "wiki/setup.html", "page": None}, {}]
-    vectors = _vectors(3, 4)
+    ids = ["handbook/leave.pdf#p3-1", "wiki/setup.html#s2-1", "plain", "by-hand"]
+    # corpus.jsonl's documents without metadata have None; one written by hand may hold other types
+    metadata = [{"source": "handbook/leave.pdf", "page": 3}, {"source": "wiki/setup.html", "page": None}, None,
+                {"source": 7, "page": "iv"}]
+    vectors = _vectors(4, 4)
     with connect(db_url) as conn:
         loaded = load_version(conn, fingerprint=FP_A, model_path="/m", ids=ids, vectors=vectors,
-                              titles=["Leave", "Setup", ""], texts=["annual leave days", "install it", "x"],
+                              titles=["Leave", "Setup", "", ""], texts=["annual leave days", "install it", "x", "y"],
                               metadata=metadata)
-        hits = {h.id: h for h in search(conn, vectors[0], model_fingerprint=FP_A, k=3, version=loaded.version)[1]}
+        hits = {h.id: h for h in search(conn, vectors[0], model_fingerprint=FP_A, k=4, version=loaded.version)[1]}
         assert (hits[ids[0]].source, hits[ids[0]].page) == ("handbook/leave.pdf", 3)
         assert hits[ids[0]].provenance == "handbook/leave.pdf, page 3"
         assert hits[ids[1]].provenance == "wiki/setup.html" and hits["plain"].provenance == ""
+        assert (hits["by-hand"].source, hits["by-hand"].page) == (None, None)
         _, fused = hybrid_search(conn, vectors[0], "annual leave", LexicalIndex(conn, loaded.version),
                                  model_fingerprint=FP_A, lexical_weight=0.5, k=1, version=loaded.version)
         assert fused[0].provenance == "handbook/leave.pdf, page 3"
-        with pytest.raises(IndexError_, match="3 ids but 2 metadata records"):
-            load_version(conn, fingerprint=FP_B, model_path="/m", ids=ids, vectors=vectors, titles=["", "", ""],
-                         texts=["a", "b", "c"], metadata=metadata[:2])
+        with pytest.raises(IndexError_, match="4 ids but 2 metadata records"):
+            load_version(conn, fingerprint=FP_B, model_path="/m", ids=ids, vectors=vectors, titles=[""] * 4,
+                         texts=["a", "b", "c", "d"], metadata=metadata[:2])
 
 
 def test_the_migration_to_schema_4_gives_older_versions_empty_provenance(db_url: str) -> None:

@@ -238,9 +238,16 @@ def _load_documents(conn, version: str, ids: Sequence[str], titles: Sequence[str
                                         "FROM STDIN WITH (FORMAT BINARY)") as copy:
         copy.set_types(["text", "text", "text", "text", "int4"])
         for i, id_ in enumerate(ids):
-            meta = metadata[i] if metadata is not None else {}
-            page = meta.get("page")
-            copy.write_row((id_, titles[i], texts[i], meta.get("source"), int(page) if page is not None else None))
+            source, page = _provenance(metadata[i] if metadata is not None else None)
+            copy.write_row((id_, titles[i], texts[i], source, page))
+
+
+def _provenance(metadata: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
+    """A document's source file and page from its metadata; None for what it lacks or holds in another type (a
+    corpus.jsonl written by hand may say ``"page": "iv"``)."""
+    source, page = (metadata or {}).get("source"), (metadata or {}).get("page")
+    return (source if isinstance(source, str) and source else None,
+            page if isinstance(page, int) and not isinstance(page, bool) else None)
 
 
 def _safe_setting(value: str) -> str:
