@@ -33,6 +33,43 @@ def pdf(path: Path, pages: list[str], *, title: str | None = None, table: list[t
     return path
 
 
+def two_column_pdf(path: Path, title: str, left: str, right: str, footer: str) -> Path:
+    """A page as newsletters and papers set it: a full-width title, two columns of text, a full-width footer."""
+    from fpdf import FPDF
+
+    document = FPDF()
+    document.add_font("dejavu", fname=_unicode_font())
+    document.set_font("dejavu", size=10)
+    document.add_page()
+    document.multi_cell(0, 8, title)
+    top = document.get_y() + 4
+    for x, text in ((10, left), (110, right)):
+        document.set_xy(x, top)
+        document.multi_cell(90, 5, text)
+    document.set_xy(10, 250)
+    document.multi_cell(0, 5, footer)
+    document.output(str(path))
+    return path
+
+
+def glossary_pdf(path: Path, terms: list[tuple[str, str]]) -> Path:
+    """One column of two-part rows: each term at the left margin, its definition from the middle of the page."""
+    from fpdf import FPDF
+
+    document = FPDF()
+    document.add_font("dejavu", fname=_unicode_font())
+    document.set_font("dejavu", size=10)
+    document.add_page()
+    for term, definition in terms:
+        y = document.get_y()
+        document.set_xy(10, y)
+        document.cell(40, 6, term)
+        document.set_xy(110, y)
+        document.multi_cell(90, 6, definition)
+    document.output(str(path))
+    return path
+
+
 def _unicode_font(name: str = "DejaVuSans.ttf") -> str:
     """DejaVu Sans as matplotlib (a dependency) ships it: PDF text beyond Latin-1 (β, ≥) needs a Unicode font."""
     import matplotlib

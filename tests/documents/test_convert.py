@@ -28,6 +28,23 @@ def test_pdf_keeps_pages_title_and_the_table_as_rows_in_reading_order(folder: Pa
     assert "\n" not in first.strip()  # the page's wrapped lines are one paragraph again
 
 
+def test_a_two_column_page_reads_down_each_column_not_across_both(tmp_path: Path) -> None:
+    left = " ".join(f"Left{i} explains the carry-over rules for annual leave." for i in range(12))
+    right = " ".join(f"Right{i} explains how expenses are approved and paid." for i in range(12))
+    path = files.two_column_pdf(tmp_path / "news.pdf", "Staff newsletter, issue 7: leave and expenses explained",
+                                left, right, "Published by the people team for every office of the company.")
+    text = convert_file(path).sections[0].text
+    assert text.index("Staff newsletter") < text.index("Left0") < text.index("Left11") < text.index("Right0")
+    assert text.index("Right11") < text.index("Published by the people team")
+    assert "Left0 explains the carry-over rules for annual leave. Left1" in text  # no line of the other column
+
+
+def test_a_glossary_with_terms_beside_definitions_stays_one_column(tmp_path: Path) -> None:
+    terms = [(f"Term{i}", f"Definition{i} of the term, in a few more words than it needs.") for i in range(14)]
+    text = convert_file(files.glossary_pdf(tmp_path / "glossary.pdf", terms)).sections[0].text
+    assert "Term0 Definition0 of the term" in text and text.index("Definition0") < text.index("Term1")
+
+
 def test_docx_headings_become_the_heading_path_and_its_table_gets_a_header(folder: Path) -> None:
     converted = convert_file(folder / "contract.docx")
     assert converted.title == "Supplier contract"
@@ -64,12 +81,27 @@ def test_html_keeps_the_pages_own_text_without_its_furniture_or_link_targets(tmp
         (("Leave policy",), "See the request form and the chart days per grade.")]
 
 
+def test_html_whose_whole_body_is_a_form_or_whose_main_is_empty_keeps_its_text(tmp_path: Path) -> None:
+    """ASP.NET and SharePoint pages wrap the body in one <form>; a client-rendered page's <main> is empty."""
+    aspnet = tmp_path / "aspnet.html"
+    aspnet.write_text("<html><body><form action='/p'><h1>Leave</h1><p>Ten days a year.</p><input name='q'>"
+                      "</form></body></html>", encoding="utf-8")
+    assert [(s.headings, s.text) for s in convert_file(aspnet).sections] == [(("Leave",), "Ten days a year.")]
+    spa = tmp_path / "spa.html"
+    spa.write_text("<html><body><main id='app'></main><div><h1>Expenses</h1><p>Receipts within a month, "
+                   "approved by your manager.</p></div></body></html>", encoding="utf-8")
+    assert convert_file(spa).sections[0].text == "Receipts within a month, approved by your manager."
+
+
 def test_markdown_links_become_their_text_and_comments_go_but_code_stays() -> None:
     text = ("<!-- YAML\nadded: v1.0\n-->\nRead [the guide](https://x.example/guide \"Guide\") and [`fs.open()`][]."
             "\n![a diagram](d.png)\n\n\n\nnext\n\n[`fs.open()`]: #fsopen\n"
             "```js\nconst a = [1](2); // [kept](as is)\n```\n")
     assert plain_links(text) == ("\nRead the guide and `fs.open()`.\na diagram\n\nnext\n\n"
                                  "```js\nconst a = [1](2); // [kept](as is)\n```\n")
+    kept = "Index `m[i][j]` or `f[0](x)`, see [Foo](https://en.wikipedia.org/wiki/Foo_(bar)) and `<!-- x -->`.\n"
+    assert plain_links(kept + "[^1]: Source: the audit.\n") == (
+        "Index `m[i][j]` or `f[0](x)`, see Foo and `<!-- x -->`.\n[^1]: Source: the audit.\n")
 
 
 def test_markdown_heading_path_pops_to_the_right_level_and_ignores_code_fences(tmp_path: Path) -> None:

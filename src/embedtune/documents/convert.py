@@ -9,7 +9,7 @@ way. markitdown's own DOCX pre-processing fails on every file with the beautiful
 lxml this project installs ("Could not find the body element"), and its PDF converter joins all pages and, on
 pages it does not take for forms, reads a table column by column; PDFs are therefore read page by page with
 pdfplumber (markitdown's PDF dependency): each page's text outside tables as paragraphs, each table it finds as
-a Markdown table, in reading order, with the page number kept. Markdown and plain text are read as they are.
+a Markdown table, in reading order (a two-column page column by column), with the page number kept. Markdown and plain text are read as they are.
 
 A file that cannot give text raises :class:`Unconvertible` with a reason a person can act on (corrupt,
 encrypted, no text layer, not UTF-8); the folder reader counts and lists those instead of failing.
@@ -26,7 +26,7 @@ from typing import Any
 from xml.etree import ElementTree
 
 # Bump when conversion output changes for the same file: cached conversions of the older version are ignored.
-CONVERTER_VERSION = "2"
+CONVERTER_VERSION = "3"
 KINDS = {".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html", ".md": "markdown",
          ".markdown": "markdown", ".txt": "text"}
 OCR_HINT = "no text layer (a scanned PDF?): it needs OCR first, e.g. `ocrmypdf in.pdf out.pdf`"
@@ -34,12 +34,22 @@ HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
 # Page furniture: what every page of a site repeats around its own text (HTML tags and ARIA roles).
-FURNITURE_TAGS = ("nav", "aside", "footer", "form", "script", "style", "noscript", "template", "button")
+# (Not <form>: ASP.NET and SharePoint pages wrap their whole body in one; only its controls go.)
+FURNITURE_TAGS = ("nav", "aside", "footer", "script", "style", "noscript", "template", "button", "input", "select",
+                  "textarea")
 FURNITURE_ROLES = ("navigation", "search", "banner", "contentinfo", "complementary")
-MD_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-MD_LINK = re.compile(r"\[([^\]]+)\](?:\([^)]*\)|\[[^\]]*\])")
-MD_LINK_DEFINITION = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*\S+.*$")
+MD_TARGET = r"\((?:[^()]|\([^()]*\))*\)"  # (url "title"), a URL with one level of parentheses inside too
+MD_IMAGE = re.compile(r"!\[([^\]]*)\]" + MD_TARGET)
+MD_LINK = re.compile(r"\[([^\]]+)\](?:" + MD_TARGET + r"|\[[^\]]*\])")
+MD_CODE_SPAN = re.compile(r"(`+)(?:.|\n)*?(?<!`)\1(?!`)")
+MD_LINK_DEFINITION = re.compile(r"^\s{0,3}\[[^\]^][^\]]*\]:\s*\S+.*$")  # not a footnote's [^1]: text
 HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+MAIN_SHARE = 0.2  # <main> holding less than this share of the body's text (after furniture) is not the content
+MIN_COLUMN_WORDS, MIN_COLUMN_ROWS = 40, 5  # fewer on a page (or a side): read it as one column
+GUTTER_PT = 8.0  # the narrowest gap between two columns
+# A gap wider than 15% of the font size separates words. pdfplumber's default, a fixed 3 pt, joined ~15% of the
+# words of tightly set pages (the LaTeX team's guides: "Thesearedescribedinusrguide-historic"); 10-20% split none.
+WORD_GAP = {"x_tolerance_ratio": 0.15}
 
 
 class Unconvertible(Exception):
@@ -170,7 +180,7 @@ def _markdown(path: Path) -> Converted:
 
 def plain_links(markdown: str) -> str:
     """Markdown with links as their text, images as their alt text, and without link reference definitions and
-    HTML comments; code fences are left as they are."""
+    HTML comments; code fences and code spans are left as they are."""
     out, fenced = [], False
     for block in re.split(r"(^\s*(?:```|~~~).*$)", markdown, flags=re.MULTILINE):
         if FENCE.match(block):
@@ -179,10 +189,25 @@ def plain_links(markdown: str) -> str:
         elif fenced:
             out.append(block)
         else:
-            block = MD_LINK.sub(r"\1", MD_IMAGE.sub(r"\1", HTML_COMMENT.sub("", block)))
-            block = "\n".join(line for line in block.split("\n") if not MD_LINK_DEFINITION.match(line))
-            out.append(re.sub(r"\n{3,}", "\n\n", block))
+            out.append(_plain_prose(block))
     return "".join(out)
+
+
+def _plain_prose(block: str) -> str:
+    """:func:`plain_links` on text outside code fences. Code spans are set aside first (as numbered NUL-marked
+    placeholders, which no text holds) so that nothing in them changes, while a link whose text is code
+    (``[`fs.open()`][]``) still becomes its text."""
+    spans: list[str] = []
+
+    def hold(match: re.Match) -> str:
+        spans.append(match.group(0))
+        return f"\0{len(spans) - 1}\0"
+
+    text = MD_CODE_SPAN.sub(hold, block)
+    text = MD_LINK.sub(r"\1", MD_IMAGE.sub(r"\1", HTML_COMMENT.sub("", text)))
+    text = "\n".join(line for line in text.split("\n") if not MD_LINK_DEFINITION.match(line))
+    text = re.sub(r"\0(\d+)\0", lambda m: spans[int(m.group(1))], text)
+    return re.sub(r"\n{3,}", "\n\n", text)
 
 
 def _text(path: Path) -> Converted:
@@ -200,10 +225,12 @@ def page_content(html: str | bytes) -> tuple[str, str | None]:
 
     soup = BeautifulSoup(html, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else None
-    root = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.body or soup
-    for element in [*root.find_all(FURNITURE_TAGS), *root.find_all(attrs={"role": list(FURNITURE_ROLES)}),
-                    *root.find_all("a", class_="headerlink")]:
-        element.decompose()
+    body = soup.body or soup
+    main = soup.find("main") or soup.find(attrs={"role": "main"})
+    _drop_furniture(body)
+    # a <main> left nearly empty (filled in by scripts, or the text sits beside it) is no better than the body
+    root = main if main is not None and not main.decomposed and len(main.get_text(strip=True)) >= \
+        MAIN_SHARE * len(body.get_text(strip=True)) else body
     for link in root.find_all("a"):
         link.unwrap()
     for image in root.find_all("img"):
@@ -213,6 +240,13 @@ def page_content(html: str | bytes) -> tuple[str, str | None]:
         else:
             image.decompose()
     return str(root), title or None
+
+
+def _drop_furniture(root: Any) -> None:
+    for element in [*root.find_all(FURNITURE_TAGS), *root.find_all(attrs={"role": list(FURNITURE_ROLES)}),
+                    *root.find_all("a", class_="headerlink")]:
+        if not element.decomposed:  # not inside one already dropped
+            element.decompose()
 
 
 def _html_to_markdown(html: str | bytes) -> tuple[str, str | None]:
@@ -297,14 +331,97 @@ def _pdf(path: Path) -> Converted:
 
 def pdf_page_text(page: Any) -> str:
     """A pdfplumber page as text: lines joined into paragraphs (a vertical gap wider than about a line starts a
-    new one), each table found on the page as a Markdown table at its place in the reading order."""
+    new one), each table found on the page as a Markdown table at its place in the reading order, and a page set
+    in two columns read column by column (:func:`text_regions`), not across both."""
     tables = page.find_tables()
     rest = page
     for table in tables:
         rest = rest.outside_bbox(table.bbox)
-    blocks: list[tuple[float, str]] = [(t.bbox[1], markdown_table(t.extract())) for t in tables]
-    blocks += _paragraphs(rest.extract_text_lines())
-    return "\n\n".join(text for _, text in sorted(blocks, key=lambda block: block[0]) if text).strip()
+    regions = text_regions(page)
+    blocks: list[tuple[int, float, str]] = [
+        (_region_of(t.bbox, regions), t.bbox[1], markdown_table(t.extract(**WORD_GAP))) for t in tables]
+    for order, region in enumerate(regions):
+        # whole characters only (none read twice); a region reaching past the page keeps text set off its edge
+        part = rest.within_bbox(region, strict=False) if len(regions) > 1 else rest
+        blocks += [(order, top, text) for top, text in _paragraphs(part.extract_text_lines(**WORD_GAP))]
+    return "\n\n".join(text for *_, text in sorted(blocks, key=lambda block: block[:2]) if text).strip()
+
+
+def text_regions(page: Any) -> list[tuple[float, float, float, float]]:
+    """The page's text regions in reading order: the whole page, or, where it is set in two columns, its bands
+    in order from the top, a full-width band (a title, an abstract) whole and a two-column band as its left
+    column and then its right.
+
+    Two columns need a gutter: a vertical strip of :data:`GUTTER_PT` in the middle 30% of the page that at most 2%
+    of the words touch (a word space is 2-6 pt, so no river of spaces makes one), at least a fifth of the words
+    and :data:`MIN_COLUMN_ROWS` rows on each side, and left-column rows that run up to it (a glossary's short terms
+    beside their definitions do not: that is one column of two-part rows). Full-width rows are those a word
+    crosses the gutter in, or whose words on either side of it are closer than half the columns' usual gap."""
+    words = page.extract_words(**WORD_GAP)
+    if len(words) < MIN_COLUMN_WORDS:
+        return [page.bbox]
+    x0, top, x1, bottom = page.bbox
+    middle = (x0 + x1) / 2
+
+    def touching(x: float) -> int:
+        return sum(w["x0"] < x + GUTTER_PT / 2 and w["x1"] > x - GUTTER_PT / 2 for w in words)
+
+    gutter = min((x0 + (x1 - x0) * (0.35 + 0.3 * i / 60) for i in range(61)),
+                 key=lambda x: (touching(x), abs(x - middle)))
+    rows = _rows(words)
+    left_rows = [[w for w in row if w["x1"] <= gutter] for row in rows]
+    right_rows = [[w for w in row if w["x0"] >= gutter] for row in rows]
+    lefts, rights = sum(map(len, left_rows)), sum(map(len, right_rows))
+    left_ends = sorted(gutter - max(w["x1"] for w in row) for row in left_rows if row)
+    if (touching(gutter) > 0.02 * len(words) or min(lefts, rights) < 0.2 * len(words)
+            or min(sum(map(bool, left_rows)), sum(map(bool, right_rows))) < MIN_COLUMN_ROWS
+            or left_ends[len(left_ends) // 2] > 0.25 * (gutter - x0)):
+        return [page.bbox]
+    bands: list[list[float]] = []  # the full-width rows, merged where they touch
+    for row in _full_width_rows(rows, gutter):
+        line_top, line_bottom = min(w["top"] for w in row), max(w["bottom"] for w in row)
+        if bands and line_top <= bands[-1][1] + 1:
+            bands[-1][1] = max(bands[-1][1], line_bottom)
+        else:
+            bands.append([line_top, line_bottom])
+    # the outer edges reach past the page, so that text set off its edges is read too (within_bbox, not strict)
+    x0, top = min(x0, *(w["x0"] for w in words)) - 1, min(top, *(w["top"] for w in words)) - 1
+    x1, bottom = max(x1, *(w["x1"] for w in words)) + 1, max(bottom, *(w["bottom"] for w in words)) + 1
+    regions, y = [], top
+    for band_top, band_bottom in [*bands, [bottom, bottom]]:
+        if band_top > y:
+            regions += [(x0, y, gutter, band_top), (gutter, y, x1, band_top)]
+        if band_bottom > band_top:
+            regions.append((x0, band_top, x1, band_bottom))
+        y = max(y, band_bottom)
+    return regions
+
+
+def _rows(words: Sequence[dict]) -> list[list[dict]]:
+    """``words`` in rows: pdfplumber's clustering of their tops (as ``extract_text_lines`` groups lines), which
+    does not chain two columns whose baselines are offset by part of a line into one row."""
+    from pdfplumber.utils import cluster_objects
+
+    return cluster_objects(list(words), "top", 3)
+
+
+def _full_width_rows(rows: Sequence[list[dict]], gutter: float) -> list[list[dict]]:
+    """The rows that run across ``gutter``: a word crosses it, or the gap at it is under half the median gap of
+    rows with words on both sides (a word space, not the gutter)."""
+    gaps: list[float | None] = []
+    for row in rows:
+        lefts, rights = [w["x1"] for w in row if w["x1"] <= gutter], [w["x0"] for w in row if w["x0"] >= gutter]
+        gaps.append(min(rights) - max(lefts) if lefts and rights else None)
+    known = sorted(g for g in gaps if g is not None)
+    usual = known[len(known) // 2] if known else 0.0
+    return [row for row, gap in zip(rows, gaps)
+            if any(w["x0"] < gutter < w["x1"] for w in row) or (gap is not None and gap < usual / 2)]
+
+
+def _region_of(bbox: tuple[float, float, float, float], regions: Sequence[tuple[float, ...]]) -> int:
+    """The region holding the centre of ``bbox`` (a table's place in the reading order)."""
+    cx, cy = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+    return next((i for i, (x0, top, x1, bottom) in enumerate(regions) if x0 <= cx <= x1 and top <= cy <= bottom), 0)
 
 
 def _paragraphs(lines: Sequence[dict]) -> list[tuple[float, str]]:
