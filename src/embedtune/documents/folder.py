@@ -63,7 +63,8 @@ class FolderReport:
                 "chunk_tokens": self.chunk_tokens}
 
 
-def _files(folder: Path) -> list[Path]:
+def document_files(folder: Path) -> list[Path]:
+    """The files a documents folder holds, in path order: any depth, hidden files and folders left out."""
     return sorted(p for p in folder.rglob("*")
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
@@ -109,7 +110,7 @@ def read_documents(folder: Path, chunker: Chunker, options: DocumentOptions,
     report = FolderReport()
     documents: dict[str, Document] = {}
     lengths: list[int] = []
-    files = _files(folder)
+    files = document_files(folder)
     for path in tqdm(files, desc="Converting", unit="file", disable=len(files) < 20):
         relative = path.relative_to(folder).as_posix()
         report.files += 1
