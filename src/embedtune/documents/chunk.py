@@ -45,8 +45,11 @@ class Chunker:
 
     @classmethod
     def for_tokenizer(cls, tokenizer, max_tokens: int, overlap_tokens: int = 0) -> Chunker:
-        """Count in a Hugging Face tokenizer's tokens, without its special tokens (the budget allows for them)."""
-        return cls(lambda text: len(tokenizer.encode(text, add_special_tokens=False)), max_tokens, overlap_tokens)
+        """Count in a Hugging Face tokenizer's tokens, without its special tokens (the budget allows for them).
+        Whole sections are counted before they are cut, so the tokenizer's warning about sequences longer than the
+        model reads ("will result in indexing errors") is switched off: nothing this long reaches the model."""
+        return cls(lambda text: len(tokenizer.encode(text, add_special_tokens=False, verbose=False)), max_tokens,
+                   overlap_tokens)
 
     def budget(self, title: str) -> int:
         """Tokens left for a chunk's text under ``title``."""
