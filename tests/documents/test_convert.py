@@ -10,9 +10,9 @@ from embedtune.documents.convert import (
     Unconvertible,
     convert_file,
     markdown_sections,
-    markdown_table,
     plain_links,
 )
+from embedtune.documents.pdf import markdown_table
 from tests.documents import files
 from tests.documents.conftest import TABLE
 
