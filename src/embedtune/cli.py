@@ -113,9 +113,7 @@ def search(
     typer.echo(f"index {used}  ({len(hits)} results)")
     for rank, hit in enumerate(hits, start=1):
         title = hit.title or hit.text[:80]
-        typer.echo(f"{rank:>3}. {hit.score:.4f}  {hit.id:<14} {title}")
-        if hit.provenance:
-            typer.echo(f"{'':>13}{hit.provenance}")
+        typer.echo(f"{rank:>3}. {hit.score:.4f}  {hit.id:<14} {title}" + (f"\n{'':>13}{hit.provenance}" if hit.provenance else ""))
 
 
 @command()
