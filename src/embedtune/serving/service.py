@@ -258,7 +258,8 @@ class SearchService:
             "impression_id": str(impression),
             "query": query,
             "results": [{"rank": rank, "id": hit.id, "title": hit.title, "snippet": hit.text[:300],
-                         "source": hit.source, "page": hit.page, "score": round(hit.score, 4)}
+                         "source": hit.source, "page": hit.page, "provenance": hit.provenance,
+                         "score": round(hit.score, 4)}
                         for rank, (hit, _) in enumerate(results, start=1)],
         }
 
