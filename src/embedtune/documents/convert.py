@@ -135,7 +135,7 @@ def markdown_sections(markdown: str, page: int | None = None) -> tuple[list[Sect
 
 def _plain(heading: str) -> str:
     """A heading without Markdown emphasis or link syntax."""
-    heading = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)
+    heading = MD_LINK.sub(r"\1", heading)
     return re.sub(r"[*_`]+", "", heading).strip()
 
 
