@@ -105,15 +105,15 @@ def _corpus_tokens(root: Path, model_spec: str, max_len: int, tail_tokens: int) 
     return count_tokens(model, [d.full_text for d in docs], max_len), count_tokens(model, views, max_len)
 
 
-def _train_step_vs_probe(train: dict, runs: int) -> dict[str, float]:
-    """A soup run's time per step (runs side by side share the wall clock) against the step the train stage's
-    precision probe timed alone at the chosen precision, with the same threads; empty where nothing was probed."""
-    choice = train.get("precision", {})
-    if choice.get("chosen_by") != "measured":
+def _train_step_vs_probe(train: dict) -> dict[str, float]:
+    """A soup run's time per step in the training loop (``seconds_per_step``: runs side by side share the wall
+    clock) against the step the train stage timed alone at the chosen precision with the same threads (the step its
+    budget was planned on); empty where no step was timed."""
+    probe_step = (train.get("step_plan") or {}).get("step_seconds")
+    if not probe_step:
         return {}
-    run_step = train["train_seconds"] * train["soup_processes"] / max(1, train["steps"] * runs)
-    probe_step = choice["step_seconds"][choice["precision"]]
-    return {"train_run_step_s": round(run_step, 2), "train_probe_step_s": probe_step,
+    run_step = train["seconds_per_step"]
+    return {"train_run_step_s": run_step, "train_probe_step_s": probe_step,
             "train_run_step_vs_probe": round(run_step / probe_step, 2)}
 
 
@@ -174,7 +174,7 @@ def main() -> None:
             "corpus_tokens": tokens,  # documents' own tokens + their tail views' (encode.tail_tokens)
             "tail_view_tokens": tail_tokens,
             "train_step_s": round(train["train_seconds"] / max(1, train["steps"] * runs), 2),  # the runs together
-            **_train_step_vs_probe(train, runs),
+            **_train_step_vs_probe(train),
             "train_s": train["train_seconds"],
             "train_runs": runs,
             "train_processes": train["soup_processes"],

@@ -51,9 +51,11 @@ def main() -> None:
             metrics=stats,
             model_path=args.output,
         )
+    runs_in_sequence = stats["step_plan"]["runs_in_sequence"]  # a step's time, whether the runs share the time or not
     write_json_atomic(args.timings, {"train_seconds": stats["train_seconds"], "steps": stats["steps"],
+                                     "seconds_per_step": round(stats["train_seconds"] / max(1, stats["steps"] * runs_in_sequence), 3),
                                      "soup_processes": stats.get("soup_processes", 1), "device": stats["device"],
-                                     "precision": stats["precision_choice"]})
+                                     "precision": stats["precision_choice"], "step_plan": stats["step_plan"]})
     log.info("trained: %s", {k: v for k, v in stats.items() if k not in TIMING_STATS})
 
 

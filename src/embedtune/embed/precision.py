@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from embedtune.errors import ConfigError
 
@@ -42,20 +42,31 @@ def resolve_precision(precision: str, device: str) -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+def time_each(run: Callable[[str], object], choices: Sequence[str], *, rounds: int = 2) -> dict[str, float]:
+    """Best seconds of ``run(choice)`` for each choice over ``rounds`` rounds, after one warm-up call each; the
+    choices alternate within a round, so a machine that slows down mid-way slows them alike."""
+    for choice in choices:
+        run(choice)
+    best = dict.fromkeys(choices, math.inf)
+    for _ in range(rounds):
+        for choice in choices:
+            started = time.perf_counter()
+            run(choice)
+            best[choice] = min(best[choice], time.perf_counter() - started)
+    return {k: round(v, 3) for k, v in best.items()}
+
+
+def faster_precision(seconds: dict[str, float], margin: float = PROBE_MARGIN) -> str:
+    """bf16 when it was timed at least ``margin`` times faster than fp32, else fp32: ties go to the exact one."""
+    return "bf16" if seconds["fp32"] >= margin * seconds["bf16"] else "fp32"
+
+
 def probe_precision(run: Callable[[str], object], *, rounds: int = 2,
                     margin: float = PROBE_MARGIN) -> tuple[str, dict[str, float]]:
-    """Time ``run("fp32")`` and ``run("bf16")`` (after one warm-up call each, alternating, best of ``rounds``)
-    and return the precision to use with the timings. bf16 wins only when at least ``margin`` times faster."""
-    for precision in ("fp32", "bf16"):
-        run(precision)
-    best = {"fp32": math.inf, "bf16": math.inf}
-    for _ in range(rounds):
-        for precision in ("fp32", "bf16"):
-            started = time.perf_counter()
-            run(precision)
-            best[precision] = min(best[precision], time.perf_counter() - started)
-    choice = "bf16" if best["fp32"] >= margin * best["bf16"] else "fp32"
-    return choice, {k: round(v, 3) for k, v in best.items()}
+    """Time ``run("fp32")`` and ``run("bf16")`` (``time_each``) and return the precision to use with the
+    timings. bf16 wins only when at least ``margin`` times faster."""
+    seconds = time_each(run, ("fp32", "bf16"), rounds=rounds)
+    return faster_precision(seconds, margin), seconds
 
 
 def matching_precision(configured: str, corpus_meta: dict) -> str:

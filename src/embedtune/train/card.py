@@ -30,6 +30,7 @@ def write_model_card(
     negatives = ("in-batch negatives only" if data.get("hard negatives per example") == 0
                  else "in-batch and mined hard negatives")
     runs = int((params.get("train") or {}).get("soup", 1))
+    budget = metrics.get("budget")
     soup = "" if runs <= 1 else (f" The weights are the mean of {runs} training runs that differ only in their "
                                  "seed (a model soup).")
     card = [
@@ -50,6 +51,7 @@ def write_model_card(
         "",
         "## Training metrics",
         "",
+        *([data_seen(budget), ""] if budget else []),
         *[f"- **{k}**: {v}" for k, v in metrics.items()],
         "",
         ("Retrieval quality on the held-out test split is measured by the `evaluate` stage and kept in "
@@ -67,3 +69,13 @@ def write_model_card(
     (output_dir / "README.md").write_text("\n".join(card), encoding="utf-8")
     meta = {"base_model": base_model, "data": dict(data), "params": dict(params), "training_metrics": dict(metrics)}
     (output_dir / "embedtune.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def data_seen(budget: Mapping[str, Any]) -> str:
+    """The card's sentence on how much of the training data each run saw, and what set the number of steps."""
+    why = {"epochs": "every epoch of train.epochs in full",
+           "max_examples": "cut short by train.max_examples",
+           "budget_minutes": "cut short by train.budget_minutes on the machine that trained it"}[budget["limited_by"]]
+    return (f"Each run took {budget['steps']:,} optimizer steps of the {budget['full_steps']:,} a full run would take "
+            f"({why}): {budget['examples_seen']:,} examples drawn, {budget['passes']:.2f} passes over the "
+            f"{budget['examples']:,} training examples, {budget['share_seen']:.0%} of them seen at least once.")

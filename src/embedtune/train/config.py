@@ -40,8 +40,10 @@ class TrainConfig:
     precision: str = "auto"
     seed: int = 42
     logging_steps: int = 5
-    # A budget: 3 epochs of a large domain would train for hours on a CPU. None trains every epoch in full.
-    max_steps: int | None = 300
+    # The budget (embedtune.train.budget): ``epochs`` full passes unless ``max_examples`` (examples drawn, the same
+    # on every machine) or ``budget_minutes`` (the training loop's wall time here, by a measured step) allow fewer.
+    max_examples: int | None = None
+    budget_minutes: float | None = 30
     directions: tuple[str, ...] = ("query_to_doc",)
     partition_mode: str = "joint"
     hardness_mode: str | None = None  # None: plain MNRL
@@ -76,8 +78,16 @@ class TrainConfig:
             raise ConfigError(f"train.precision must be one of {PRECISIONS}, got {self.precision!r}")
         if not is_whole_number(self.batch_size, minimum=2):
             raise ConfigError("train.batch_size must be a whole number of at least 2 (in-batch negatives need company)")
-        if self.max_steps is not None and not is_whole_number(self.max_steps, minimum=1):
-            raise ConfigError(f"train.max_steps must be null (no cap) or a whole number >= 1, got {self.max_steps!r}")
+        if self.max_examples is not None and not is_whole_number(self.max_examples, minimum=self.batch_size):
+            raise ConfigError(f"train.max_examples must be null (no cap) or a whole number of at least one batch "
+                              f"({self.batch_size}), got {self.max_examples!r}")
+        minutes = self.budget_minutes
+        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
+                                    or not math.isfinite(minutes) or minutes <= 0):
+            raise ConfigError(f"train.budget_minutes must be null (no time limit) or a number of minutes > 0, "
+                              f"got {minutes!r}")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float)) or not self.epochs > 0:
+            raise ConfigError(f"train.epochs must be a number > 0, got {self.epochs!r}")
         if not is_whole_number(self.soup, minimum=1):
             raise ConfigError(f"train.soup must be a whole number >= 1 (training runs averaged; 1: one run), "
                               f"got {self.soup!r}")
@@ -128,14 +138,3 @@ def _matryoshka_dims(dims: Any) -> tuple[int, ...] | None:
                           f"(e.g. [384, 256, 128, 64]), got {dims!r}")
     return tuple(sorted(dims, reverse=True))
 
-
-def planned_steps(num_examples: int, config: TrainConfig) -> tuple[int, bool]:
-    """Optimizer steps the run will take, and whether ``max_steps`` cut it short of ``epochs`` full epochs.
-
-    One step per batch (the last one may be smaller), ``epochs`` may be fractional as in transformers.
-    """
-    per_epoch = max(1, math.ceil(num_examples / config.batch_size))
-    full = max(1, math.ceil(per_epoch * config.epochs))
-    if config.max_steps is not None and config.max_steps < full:
-        return config.max_steps, True
-    return full, False

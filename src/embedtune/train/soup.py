@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import shutil
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedtune.runtime import prepare_worker, release_freed_memory
+from embedtune.train.budget import describe, plan_training
 from embedtune.train.config import TrainConfig
 from embedtune.train.precision import choose_train_precision
 from embedtune.train.trainer import train_model
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     from datasets import Dataset as HFDataset
 
 log = logging.getLogger(__name__)
+
+# What the model card records of the step plan: it decides the weights. The measured step time it came from goes to
+# the timings file only (``TIMING_STATS``).
+BUDGET_STATS = ("steps", "full_steps", "limited_by", "examples", "examples_seen", "passes", "share_seen")
 
 SOUP_SEED_STEP = 1000  # run k of a soup trains with seed + (k - 1) x this
 MAX_SOUP_PROCESSES = 2  # ``auto`` never trains more runs at once: more than two was not measured
@@ -131,9 +137,11 @@ def train_soup(
 ) -> dict[str, Any]:
     """``train_model`` ``config.soup`` times and save the mean of the runs' weights in ``output_dir`` (with one
     run, exactly ``train_model``), in the precision ``choose_train_precision`` picks for the threads each run
-    gets. Returns the first run's statistics with ``precision`` (the one trained in) and ``precision_choice``
-    (how it was chosen, with the probe's timings); for a soup also ``train_seconds`` for all runs and ``soup``:
-    each run's seed, final and mean loss, and how many trained at once.
+    gets, for the steps the budget allows (``budget.plan_training``). Returns the first run's statistics with
+    ``precision`` (the one trained in), ``precision_choice`` (how it was chosen, with the probe's timings),
+    ``budget`` (the steps, what limited them, the share of the data seen) and ``step_plan`` (the same with the
+    measured step time); for a soup also ``train_seconds`` for all runs and ``soup``: each run's seed, final and
+    mean loss, and how many trained at once.
 
     Run 1 writes its curves to ``live_dir`` as usual; run k's go beside them (``plots/metrics/soup_run<k>/``)
     and the dvclive summary gains ``soup`` (runs, processes), so `dvc plots` and `dvc metrics` show every run.
@@ -147,13 +155,20 @@ def train_soup(
     threads = soup_threads(processes) if processes > 1 else options.get("threads") or cpu_cores()
     precision, choice = choose_train_precision(base_model, dataset, config, device, threads=threads,
                                                max_seq_length=options.get("max_seq_length"))
-    release_freed_memory()  # the probe's peak: this process only waits while a soup's runs train elsewhere
     config = replace(config, precision=precision)
+    plan = plan_training(base_model, dataset, config, device, threads=threads,
+                         runs_in_sequence=math.ceil(config.soup / processes),
+                         max_seq_length=options.get("max_seq_length"), measured=choice.get("step_seconds"))
+    log.info("%s", describe(plan, config))
+    release_freed_memory()  # the probes' peak, before the runs train (here or in processes of their own)
+    options = {**options, "steps": plan.steps}
     if config.soup == 1:
         stats = train_model(base_model, dataset, config, output_dir, live_dir, **options)
     else:
         stats = _soup(base_model, dataset, config, output_dir, live_dir, processes, options)
-    return {**stats, "precision": precision, "precision_choice": choice}
+    summary = plan.summary()
+    return {**stats, "precision": precision, "precision_choice": choice,
+            "budget": {k: summary[k] for k in BUDGET_STATS}, "step_plan": summary}
 
 
 def _soup(base_model: str, dataset: HFDataset, config: TrainConfig, output_dir: Path, live_dir: Path,

@@ -14,7 +14,8 @@ from embedtune.data.beir import Document, Query
 from embedtune.embed.precision import resolve_precision
 from embedtune.errors import ConfigError
 from embedtune.mining import MinedExample
-from embedtune.train.config import TrainConfig, planned_steps
+from embedtune.train.budget import full_steps, plan_steps
+from embedtune.train.config import TrainConfig
 from embedtune.train.live import live_callback
 from embedtune.train.loss import build_loss, check_rows
 from embedtune.train.precision import choose_train_precision
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 # Wall-clock measurements in the training stats (``train_model``'s, and the precision probe's in ``train_soup``'s):
 # they differ between two runs that train the same weights, so they stay out of the model directory (whose hash then
 # changes only with the weights); the stage writes them to its timings file.
-TIMING_STATS = ("train_seconds", "train_interval", "precision_choice")
+TIMING_STATS = ("train_seconds", "train_interval", "precision_choice", "step_plan")
 
 
 def build_training_dataset(
@@ -112,10 +113,13 @@ def train_model(
     device: str = "auto",
     threads: int | None = None,
     show_progress: bool = True,
+    steps: int | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` on ``dataset``, save it to ``output_dir`` and its curves to ``live_dir``; returns
     training statistics. ``threads``: CPU threads for the arithmetic (default: every core this process may use).
     ``train.precision: auto`` is measured here (``choose_train_precision``) unless the caller resolved it.
+    ``steps``: the optimizer steps the caller planned (``budget.plan_training``); None plans without a step
+    time, by ``epochs`` and ``max_examples`` alone.
     """
     check_rows(config, dataset.column_names)
     import torch
@@ -134,16 +138,13 @@ def train_model(
     guide = None
     if config.loss == "gist":
         guide = load_model(base_model, device=device, max_seq_length=model.max_seq_length).eval().requires_grad_(False)
-    steps, capped = planned_steps(len(dataset), config)
-    if capped:
-        log.warning("train.max_steps=%d: training on about %d of %d examples x %s epochs (%d steps would be a "
-                    "full run); raise or null train.max_steps to use them all", steps, steps * config.batch_size,
-                    len(dataset), config.epochs, planned_steps(len(dataset), replace(config, max_steps=None))[0])
+    full = full_steps(len(dataset), config)
+    steps = steps if steps is not None else plan_steps(len(dataset), config).steps
     # The trainer's scratch directory lives inside the output, so a failed or interrupted stage removes it with
     # the staging directory (atomic_directory) instead of leaving it beside the model.
     scratch = output_dir / ".trainer"
     trainer = SentenceTransformerTrainer(
-        model=model, args=training_arguments(config, scratch, device, steps if capped else -1, show_progress,
+        model=model, args=training_arguments(config, scratch, device, steps if steps < full else -1, show_progress,
                                              prompts=column_prompts(model, dataset.column_names)),
         train_dataset=dataset, loss=build_loss(model, config, guide), callbacks=[live_callback(live_dir)])
     started, started_at = time.perf_counter(), time.time()
@@ -157,7 +158,6 @@ def train_model(
         "train_seconds": round(seconds, 1),
         "train_interval": (started_at, ended_at),  # wall-clock, to add up runs that train side by side
         "steps": int(result.global_step),
-        "capped_by_max_steps": capped,
         "examples": len(dataset),
         "final_loss": round(float(history[-1]["loss"]), 5) if history else None,
         "mean_loss": round(float(result.training_loss), 5),
