@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from embedtune.errors import EmbedtuneError
 
@@ -34,6 +35,16 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
 MAX_MMAP_THRESHOLD = 32 * 1024 * 1024
 
 
+def _glibc_function(name: str) -> Any:
+    """glibc's function ``name`` through ctypes, or None on another C library or system."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory() -> bool:
     """Let glibc reuse freed tensor memory instead of returning it to the kernel after every batch.
 
@@ -44,13 +55,8 @@ def keep_freed_memory() -> bool:
     a stage keeps its peak heap until it exits. Skipped outside glibc and when
     ``GLIBC_TUNABLES`` already sets malloc options (the user's choice wins). Returns whether it took effect.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settings = ((M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD), (M_TRIM_THRESHOLD, 2**31 - 1), (M_MMAP_MAX, 0))
@@ -65,13 +71,10 @@ def release_freed_memory() -> bool:
     :func:`keep_freed_memory` switches trimming off, so a process keeps its peak heap: the train stage's parent,
     after timing one training step in each precision (``train.precision: auto``), kept ~4.8 GB while the soup's
     runs trained in their own processes; after this it holds ~0.6 GB. Returns whether glibc was there to ask."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    malloc_trim = _glibc_function("malloc_trim")
+    if malloc_trim is None:
         return False
     gc.collect()
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
     malloc_trim.argtypes, malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
     malloc_trim(0)
     return True

@@ -12,7 +12,7 @@ import logging
 import math
 import multiprocessing
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,14 +40,19 @@ MIN_BATCHES_PER_PROCESS = 2  # below this, ``processes: auto`` encodes in one pr
 log = logging.getLogger(__name__)
 
 
-def prompt_name(model: SentenceTransformer, role: str) -> str | None:
-    """The name of the model's own prompt for ``role`` (``query`` or ``document``; for documents the first of
-    ``DOCUMENT_PROMPT_NAMES`` it declares), or None when it declares none (then nothing is prepended)."""
+def prompt_for(prompts: Mapping[str, str], role: str) -> str | None:
+    """The name of the prompt in ``prompts`` (a model's declared prompts, by name) for ``role`` (``query`` or
+    ``document``; for documents the first of ``DOCUMENT_PROMPT_NAMES`` declared), or None when there is none."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-    prompts = getattr(model, "prompts", None) or {}
     names = ("query",) if role == "query" else DOCUMENT_PROMPT_NAMES
     return next((name for name in names if prompts.get(name)), None)
+
+
+def prompt_name(model: SentenceTransformer, role: str) -> str | None:
+    """The name of the model's own prompt for ``role`` (``prompt_for``), or None when it declares none (then
+    nothing is prepended)."""
+    return prompt_for(getattr(model, "prompts", None) or {}, role)
 
 
 def prompt_text(model: SentenceTransformer, role: str) -> str:

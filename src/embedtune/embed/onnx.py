@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedtune.embed.encoder import DOCUMENT_PROMPT_NAMES
+from embedtune.embed.encoder import ROLES, prompt_for
 from embedtune.errors import ConfigError
 
 META = "embedtune_onnx.json"
@@ -67,14 +67,13 @@ def export_onnx(model_dir: Path, out_dir: Path, *, quantize: bool = True, opset:
     max_len = json.loads(st_config.read_text()).get("max_seq_length", 256) if st_config.is_file() else 256
     prompts_config = model_dir / "config_sentence_transformers.json"
     prompts = (json.loads(prompts_config.read_text()).get("prompts") or {}) if prompts_config.is_file() else {}
-    document_prompt = next((prompts[n] for n in DOCUMENT_PROMPT_NAMES if prompts.get(n)), "")
     meta = {
         "source_model": str(model_dir.resolve()),
         "source_fingerprint": model_fingerprint(model_dir),
         "pooling": "cls" if pooling_config.get("pooling_mode_cls_token") else "mean",
         "normalize": any(m.get("type", "").endswith("Normalize") for m in modules),
         "max_seq_length": max_len,
-        "prompts": {"query": prompts.get("query") or "", "document": document_prompt},
+        "prompts": {role: prompts[name] if (name := prompt_for(prompts, role)) else "" for role in ROLES},
         "inputs": names,
         "files": sorted(p.name for p in out_dir.glob("*.onnx")),
     }
