@@ -1,5 +1,7 @@
 """train: contrastive fine-tuning (MNRL over in-batch and mined hard negatives); saves the model with a card.
 
+Checkpoints go beside the model (``models/.finetuned-checkpoints``) every ``train.checkpoint_minutes``, so a stage
+that is stopped or killed resumes on the next ``dvc repro``; they are removed once training has finished.
 The model directory holds only what the weights depend on, so retraining the same weights leaves its hash
 unchanged; how long training took goes to the timings file instead."""
 
@@ -13,6 +15,7 @@ from embedtune.io import atomic_directory, write_json_atomic
 from embedtune.mining import records_to_examples
 from embedtune.runtime import log, run_stage
 from embedtune.train.card import write_model_card
+from embedtune.train.checkpoints import checkpoint_root
 from embedtune.train.config import TrainConfig
 from embedtune.train.soup import train_soup
 from embedtune.train.trainer import TIMING_STATS, build_training_dataset
@@ -34,7 +37,7 @@ def main() -> None:
                                      read_queries(args.prepared / "queries.jsonl"))
     log.info("training on %d examples (%d columns)", len(dataset), len(dataset.column_names))
     with atomic_directory(args.output) as staging:
-        stats = train_soup(base_model, dataset, config, staging, args.live,
+        stats = train_soup(base_model, dataset, config, staging, args.live, checkpoints=checkpoint_root(args.output),
                            max_seq_length=get(params, "model.max_seq_length"))
         write_model_card(
             staging,

@@ -44,6 +44,8 @@ class TrainConfig:
     # on every machine) or ``budget_minutes`` (the training loop's wall time here, by a measured step) allow fewer.
     max_examples: int | None = None
     budget_minutes: float | None = 30
+    # A checkpoint every this many minutes of training, from which a stopped stage resumes (train.checkpoints).
+    checkpoint_minutes: float | None = 10
     directions: tuple[str, ...] = ("query_to_doc",)
     partition_mode: str = "joint"
     hardness_mode: str | None = None  # None: plain MNRL
@@ -81,11 +83,12 @@ class TrainConfig:
         if self.max_examples is not None and not is_whole_number(self.max_examples, minimum=self.batch_size):
             raise ConfigError(f"train.max_examples must be null (no cap) or a whole number of at least one batch "
                               f"({self.batch_size}), got {self.max_examples!r}")
-        minutes = self.budget_minutes
-        if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float))
-                                    or not math.isfinite(minutes) or minutes <= 0):
+        if not _null_or_minutes(self.budget_minutes, minimum_exclusive=True):
             raise ConfigError(f"train.budget_minutes must be null (no time limit) or a number of minutes > 0, "
-                              f"got {minutes!r}")
+                              f"got {self.budget_minutes!r}")
+        if not _null_or_minutes(self.checkpoint_minutes, minimum_exclusive=False):
+            raise ConfigError(f"train.checkpoint_minutes must be null (no checkpoints) or a number of minutes >= 0 "
+                              f"(0: after every step), got {self.checkpoint_minutes!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float)) or not self.epochs > 0:
             raise ConfigError(f"train.epochs must be a number > 0, got {self.epochs!r}")
         if not is_whole_number(self.soup, minimum=1):
@@ -120,6 +123,14 @@ class TrainConfig:
             raise ConfigError("train.hardness_mode and train.hardness_strength go together: a mode does nothing "
                               f"with strength 0 and a strength nothing without a mode (one of {HARDNESS_MODES}); "
                               f"got {self.hardness_mode!r} and {strength!r}")
+
+
+def _null_or_minutes(value: Any, *, minimum_exclusive: bool) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value > 0 if minimum_exclusive else value >= 0
 
 
 def _directions(value: Any) -> tuple[str, ...]:

@@ -62,14 +62,22 @@ def live_callback(live_dir: Path) -> Any:
         def __init__(self) -> None:
             self.live = open_live(live_dir)
 
+        def on_train_begin(self, args, state, control, **kwargs):
+            # A run resumed from a checkpoint: its curves so far come back with the trainer's state.
+            for logs in state.log_history:
+                self._log(logs, logs.get("step", 0), logs.get("epoch"))
+
         def on_log(self, args, state, control, logs=None, **kwargs):
+            self._log(logs, state.global_step, state.epoch)
+
+        def _log(self, logs, step, epoch):
             if not logs:
                 return
-            self.live.step = state.global_step  # before logging: the values belong to this step
+            self.live.step = step  # before logging: the values belong to this step
             for key, value in logs.items():
-                if isinstance(value, (int, float)) and key not in NOT_LOGGED:
+                if isinstance(value, (int, float)) and key not in NOT_LOGGED | {"step"}:
                     self.live.log_metric(f"train/{key}", float(value), plot=key in CURVES)
-            self.live.log_metric("epoch", float(state.epoch or 0.0), plot=False)
+            self.live.log_metric("epoch", float(epoch or 0.0), plot=False)
             self.live.make_summary()
 
         def on_train_end(self, args, state, control, **kwargs):

@@ -10,12 +10,13 @@ import multiprocessing
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedtune.runtime import prepare_worker, release_freed_memory
-from embedtune.train.budget import describe, plan_training
+from embedtune.train.budget import StepPlan, describe, plan_training
+from embedtune.train.checkpoints import ResumeArea, run_key
 from embedtune.train.config import TrainConfig
 from embedtune.train.precision import choose_train_precision
 from embedtune.train.trainer import train_model
@@ -133,6 +134,7 @@ def train_soup(
     config: TrainConfig,
     output_dir: Path,
     live_dir: Path,
+    checkpoints: Path | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """``train_model`` ``config.soup`` times and save the mean of the runs' weights in ``output_dir`` (with one
@@ -147,28 +149,53 @@ def train_soup(
     and the dvclive summary gains ``soup`` (runs, processes), so `dvc plots` and `dvc metrics` show every run.
     Runs k >= 2 train in a scratch directory inside ``output_dir`` (not in /tmp: a model is ~90 MB), so whatever
     removes an unfinished ``output_dir`` (``atomic_directory``, also after a kill -9) removes their runs with it.
+    With ``checkpoints`` (``checkpoints.checkpoint_root`` of the output) every run saves a checkpoint every
+    ``train.checkpoint_minutes`` there, a stopped run of the same setup resumes from its last one, and they are
+    removed once every run has finished.
     """
     from embedtune.models import pick_device
 
     device = pick_device(options.get("device", "auto"))
-    processes = resolve_soup_processes(config, device)
-    threads = soup_threads(processes) if processes > 1 else options.get("threads") or cpu_cores()
-    precision, choice = choose_train_precision(base_model, dataset, config, device, threads=threads,
-                                               max_seq_length=options.get("max_seq_length"))
+    area = None
+    if checkpoints is not None and config.checkpoint_minutes is not None:
+        area = ResumeArea.open(checkpoints, run_key(base_model, dataset, config, device=device,
+                                                    max_seq_length=options.get("max_seq_length")))
+    processes, precision, choice, plan = _plan(base_model, dataset, config, device, area, options)
     config = replace(config, precision=precision)
-    plan = plan_training(base_model, dataset, config, device, threads=threads,
-                         runs_in_sequence=math.ceil(config.soup / processes),
-                         max_seq_length=options.get("max_seq_length"), measured=choice.get("step_seconds"))
     log.info("%s", describe(plan, config))
-    release_freed_memory()  # the probes' peak, before the runs train (here or in processes of their own)
-    options = {**options, "steps": plan.steps}
+    options = {**options, "steps": plan.steps, "checkpoints": area.path if area else None}
     if config.soup == 1:
         stats = train_model(base_model, dataset, config, output_dir, live_dir, **options)
     else:
         stats = _soup(base_model, dataset, config, output_dir, live_dir, processes, options)
+    if area:
+        area.remove()
     summary = plan.summary()
-    return {**stats, "precision": precision, "precision_choice": choice,
+    return {**stats, "precision": config.precision, "precision_choice": choice,
             "budget": {k: summary[k] for k in BUDGET_STATS}, "step_plan": summary}
+
+
+def _plan(base_model: str, dataset: HFDataset, config: TrainConfig, device: str, area: ResumeArea | None,
+          options: dict[str, Any]) -> tuple[int, str, dict[str, Any], StepPlan]:
+    """How many runs train at once, the precision (and how it was chosen) and the step plan: measured here, or
+    the ones a stopped run of the same setup saved in ``area``, so that the resumed run is the stopped one."""
+    saved = area.saved_plan() if area else None
+    if saved:
+        log.info("resuming a stopped training run from its checkpoints in %s (%s, %d steps a run, %d process(es))",
+                 area.path, saved["precision"], saved["step_plan"]["steps"], saved["processes"])
+        return saved["processes"], saved["precision"], saved["precision_choice"], StepPlan(**saved["step_plan"])
+    processes = resolve_soup_processes(config, device)
+    threads = soup_threads(processes) if processes > 1 else options.get("threads") or cpu_cores()
+    precision, choice = choose_train_precision(base_model, dataset, config, device, threads=threads,
+                                               max_seq_length=options.get("max_seq_length"))
+    plan = plan_training(base_model, dataset, replace(config, precision=precision), device, threads=threads,
+                         runs_in_sequence=math.ceil(config.soup / processes),
+                         max_seq_length=options.get("max_seq_length"), measured=choice.get("step_seconds"))
+    release_freed_memory()  # the probes' peak, before the runs train (here or in processes of their own)
+    if area:
+        area.save_plan({"processes": processes, "precision": precision, "precision_choice": choice,
+                        "step_plan": asdict(plan)})
+    return processes, precision, choice, plan
 
 
 def _soup(base_model: str, dataset: HFDataset, config: TrainConfig, output_dir: Path, live_dir: Path,

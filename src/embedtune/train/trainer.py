@@ -15,6 +15,7 @@ from embedtune.embed.precision import resolve_precision
 from embedtune.errors import ConfigError
 from embedtune.mining import MinedExample
 from embedtune.train.budget import full_steps, plan_steps
+from embedtune.train.checkpoints import checkpoint_callback, last_checkpoint
 from embedtune.train.config import TrainConfig
 from embedtune.train.live import live_callback
 from embedtune.train.loss import build_loss, check_rows
@@ -92,7 +93,8 @@ def training_arguments(config: TrainConfig, scratch: Path, device: str, max_step
         data_seed=config.seed,
         logging_steps=config.logging_steps,
         logging_first_step=True,  # even a run shorter than logging_steps has a curve
-        save_strategy="no",
+        save_strategy="no",  # checkpoints, when asked for, by wall time (checkpoints.checkpoint_callback)
+        save_total_limit=1,
         report_to="none",
         use_cpu=device == "cpu",
         dataloader_drop_last=False,
@@ -114,12 +116,15 @@ def train_model(
     threads: int | None = None,
     show_progress: bool = True,
     steps: int | None = None,
+    checkpoints: Path | None = None,
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` on ``dataset``, save it to ``output_dir`` and its curves to ``live_dir``; returns
     training statistics. ``threads``: CPU threads for the arithmetic (default: every core this process may use).
     ``train.precision: auto`` is measured here (``choose_train_precision``) unless the caller resolved it.
     ``steps``: the optimizer steps the caller planned (``budget.plan_training``); None plans without a step
-    time, by ``epochs`` and ``max_examples`` alone.
+    time, by ``epochs`` and ``max_examples`` alone. ``checkpoints``: a directory under which the run (by its seed)
+    saves a checkpoint every ``train.checkpoint_minutes`` and after its last step, and from whose last checkpoint
+    it resumes (``embedtune.train.checkpoints``); None: no checkpoints.
     """
     check_rows(config, dataset.column_names)
     import torch
@@ -140,19 +145,27 @@ def train_model(
         guide = load_model(base_model, device=device, max_seq_length=model.max_seq_length).eval().requires_grad_(False)
     full = full_steps(len(dataset), config)
     steps = steps if steps is not None else plan_steps(len(dataset), config).steps
-    # The trainer's scratch directory lives inside the output, so a failed or interrupted stage removes it with
-    # the staging directory (atomic_directory) instead of leaving it beside the model.
-    scratch = output_dir / ".trainer"
+    # Without checkpoints the trainer's scratch directory lives inside the output, so a failed or interrupted stage
+    # removes it with the staging directory (atomic_directory) instead of leaving it beside the model.
+    run_dir = Path(checkpoints) / f"seed{config.seed}" if checkpoints is not None else None
+    scratch = run_dir or output_dir / ".trainer"
+    callbacks = [live_callback(live_dir)]
+    if run_dir is not None:
+        callbacks.append(checkpoint_callback(config.checkpoint_minutes or 0.0))
+    resume = last_checkpoint(run_dir)
+    if resume is not None:
+        log.info("resuming from %s", resume)
     trainer = SentenceTransformerTrainer(
         model=model, args=training_arguments(config, scratch, device, steps if steps < full else -1, show_progress,
                                              prompts=column_prompts(model, dataset.column_names)),
-        train_dataset=dataset, loss=build_loss(model, config, guide), callbacks=[live_callback(live_dir)])
+        train_dataset=dataset, loss=build_loss(model, config, guide), callbacks=callbacks)
     started, started_at = time.perf_counter(), time.time()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds, ended_at = time.perf_counter() - started, time.time()
     model.save(str(output_dir))
     (live_dir / "plots" / "metrics").mkdir(parents=True, exist_ok=True)  # declared output, even with no curve
-    shutil.rmtree(scratch, ignore_errors=True)
+    if run_dir is None:
+        shutil.rmtree(scratch, ignore_errors=True)
     history = [h for h in trainer.state.log_history if "loss" in h]
     return {
         "train_seconds": round(seconds, 1),
