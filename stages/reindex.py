@@ -57,7 +57,8 @@ def main() -> None:
             layout=view_layout(corpus_meta), source_commit=_commit(),
             metrics={"comparison": comparison["metrics"], "gate": decision.reason}, query_precision=precision,
             hnsw_m=get(params, "reindex.hnsw_m"), hnsw_ef_construction=get(params, "reindex.hnsw_ef_construction"),
-            maintenance_work_mem=get(params, "reindex.maintenance_work_mem"))
+            maintenance_work_mem=get(params, "reindex.maintenance_work_mem"),
+            vector_type=get(params, "reindex.vector_type"))
         log.info("%s %s: %d rows", "loaded" if loaded.created else "already complete:", loaded.version, loaded.rows)
         publish(conn, loaded.version, decision, keep_last=get(params, "reindex.keep_last"))
         queries = read_queries(args.queries)

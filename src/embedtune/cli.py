@@ -229,6 +229,7 @@ def load_command(
     model: str = typer.Option(..., help="model directory or package:<module>/<dir> the vectors were made with"),
     embeddings: Path = typer.Option(..., help="embeddings directory (an embed stage output)"),
     corpus: Path = typer.Option(Path("data/prepared/corpus.jsonl"), help="documents (titles and texts)"),
+    vector_type: str = typer.Option("halfvec", help="halfvec (16-bit, as the reindex stage stores) | vector"),
 ) -> None:
     """Load precomputed corpus vectors as an index version without serving it (e.g. the base model, as the
     control arm of an A/B test)."""
@@ -246,9 +247,8 @@ def load_command(
         loaded = load_version(conn, fingerprint=model_fingerprint(model_dir), model_path=str(model_dir),
                                     ids=ids, vectors=vectors, titles=[docs[i].title for i in ids],
                                     texts=[docs[i].text for i in ids], views=load_views(embeddings, ids),
-                                    layout=view_layout(meta),
-                                    query_precision=meta.get("precision", "fp32"),
-                                    metadata=[docs[i].metadata for i in ids])
+                                    layout=view_layout(meta), query_precision=meta.get("precision", "fp32"),
+                                    metadata=[docs[i].metadata for i in ids], vector_type=vector_type)
     typer.echo(f"{'loaded' if loaded.created else 'already loaded'}: {loaded.version} ({loaded.rows} rows)")
 
 

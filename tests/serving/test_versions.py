@@ -445,3 +445,41 @@ def test_queries_are_encoded_in_the_precision_the_version_recorded(db_url: str) 
                                    vectors=_vectors(2, 32), titles=["x", "y"], texts=["a", "b"])
         assert query_precision(get_version(conn, recorded.version)) == "bf16"
         assert query_precision(get_version(conn, older.version)) == "fp32"  # the default: vectors encoded in fp32
+
+
+def test_halfvec_stores_half_the_bytes_is_another_version_and_serves_through_its_hnsw_index(db_url: str) -> None:
+    """The same vectors as ``halfvec``: another version (never a no-op on the ``vector`` one), a 16-bit column
+    with its own HNSW index that the planner uses for the served query, promotable like any version, and ranking
+    as the ``vector`` version does up to ties within 16-bit rounding."""
+    n, dim = 300, 384  # MiniLM's width: the vectors, not the pages' overhead, fill the index
+    vectors = _vectors(n, seed=5, dim=dim)
+    common = {"fingerprint": FP_A, "model_path": "/models/half", "ids": [f"h{i}" for i in range(n)],
+              "vectors": vectors, "titles": [f"title {i}" for i in range(n)], "texts": ["body"] * n}
+    with connect(db_url) as conn:
+        full = load_version(conn, **common)
+        half = load_version(conn, **common, vector_type="halfvec")
+        assert half.created and half.version != full.version
+        assert not load_version(conn, **common, vector_type="halfvec").created  # the same again: a no-op
+        types = dict(conn.execute(
+            "SELECT c.relname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a JOIN pg_class c "
+            "ON c.oid = a.attrelid WHERE a.attname = 'embedding' AND c.relname = ANY(%s)",
+            ([full.version, half.version],)).fetchall())
+        assert types == {full.version: f"vector({dim})", half.version: f"halfvec({dim})"}
+        for size in ("pg_relation_size('{}_hnsw')", "pg_table_size('{}')"):
+            full_bytes, half_bytes = (conn.execute(f"SELECT {size.format(v)}").fetchone()[0]
+                                      for v in (full.version, half.version))
+            assert half_bytes < 0.65 * full_bytes, size
+        promote(conn, half.version, "test")
+        queries = _vectors(20, seed=6, dim=dim)
+        with conn.transaction():  # 300 rows are cheaper to scan than to search: ask whether the index can serve
+            conn.execute("SET LOCAL enable_seqscan = off")
+            plan = conn.execute(f"EXPLAIN SELECT id FROM {SERVING_VIEW} ORDER BY embedding <=> %s LIMIT 10",
+                                (queries[0],)).fetchall()
+        assert any(f"{half.version}_hnsw" in str(line[0]) for line in plan)
+        for query in queries:
+            _, served = search(conn, query, model_fingerprint=FP_A, k=10, ef_search=200)
+            _, exact = search(conn, query, model_fingerprint=FP_A, k=10, ef_search=200, version=full.version)
+            assert [h.id for h in served] == [h.id for h in exact] or \
+                max(abs(a.score - b.score) for a, b in zip(served, exact)) < 2e-3
+        with pytest.raises(IndexError_, match="vector type"):
+            load_version(conn, **common, vector_type="bit")

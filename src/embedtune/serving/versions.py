@@ -32,6 +32,10 @@ from embedtune.serving.db import IndexError_
 
 SERVING_VIEW = "embedtune_search"
 TABLE = re.compile(r"^emb_[0-9a-f]{16}$")
+# How a version stores its vectors, and the HNSW operator class for cosine distance on them: ``halfvec`` keeps
+# each component in 16 bits (half the table, index and I/O of ``vector``'s 32; benchmarks/halfvec.py measures
+# what it costs in recall), distances are computed the same way.
+VECTOR_TYPES = {"vector": "vector_cosine_ops", "halfvec": "halfvec_cosine_ops"}
 
 
 def documents_table(version: str) -> str:
@@ -157,13 +161,15 @@ def load_version(
     layout: str = "",
     query_precision: str = "fp32",
     metadata: Sequence[Mapping[str, Any]] | None = None,
+    vector_type: str = "vector",
 ) -> LoadResult:
     """Create, bulk-load (COPY BINARY) and index the table for one model version, atomically.
 
     ``views`` are more vectors of some documents (view 1, the tail of a long one); ``layout`` names them
     (``table_for``); ``query_precision`` is the one the vectors were encoded in, for the queries; ``metadata`` is
     each document's ``source`` file and ``page`` where it has them (a documents folder's chunks), which searches
-    show. The version is
+    show; ``vector_type`` is how the vectors are stored (``VECTOR_TYPES``: another type is another version). The
+    version is
     named by the model and what is loaded (``content_digest``): the same model, corpus and vectors again is a
     no-op; a changed corpus is a new version. One transaction: a load that dies half-way leaves nothing behind.
     """
@@ -173,7 +179,11 @@ def load_version(
         raise IndexError_(f"{len(ids)} ids, {len(titles)} titles, {len(texts)} texts but vectors of shape {vectors.shape}")
     if metadata is not None and len(metadata) != len(ids):
         raise IndexError_(f"{len(ids)} ids but {len(metadata)} metadata records")
-    version = table_for(fingerprint, layout, content_digest(ids, vectors, titles, texts, views))
+    if vector_type not in VECTOR_TYPES:
+        raise IndexError_(f"vector type must be one of {sorted(VECTOR_TYPES)}, got {vector_type!r}")
+    # the same model and content stored as vector keep the name they always had
+    layout_key = layout if vector_type == "vector" else f"{layout}:{vector_type}"
+    version = table_for(fingerprint, layout_key, content_digest(ids, vectors, titles, texts, views))
     existing = conn.execute("SELECT rows, metrics->'build' FROM embedtune_versions WHERE version = %s",
                             (version,)).fetchone()
     if existing is not None:  # complete already (loads are atomic): nothing to do
@@ -184,15 +194,15 @@ def load_version(
         conn.execute(f"SET LOCAL max_parallel_maintenance_workers = {int(parallel_workers)}")
         conn.execute(f"DROP TABLE IF EXISTS {version}, {version}_docs")  # stray tables (made outside a transaction)
         started = time.perf_counter()
-        _load_vectors(conn, version, dim, rows)
+        _load_vectors(conn, version, dim, rows, vector_type)
         load_seconds = time.perf_counter() - started
         _load_documents(conn, version, ids, titles, texts, metadata)
         started = time.perf_counter()
-        conn.execute(f"CREATE INDEX {version}_hnsw ON {version} USING hnsw (embedding vector_cosine_ops) "
+        conn.execute(f"CREATE INDEX {version}_hnsw ON {version} USING hnsw (embedding {VECTOR_TYPES[vector_type]}) "
                      f"WITH (m = {int(hnsw_m)}, ef_construction = {int(hnsw_ef_construction)})")
         index_seconds = time.perf_counter() - started
         build = {"load_seconds": round(load_seconds, 4), "index_seconds": round(index_seconds, 4),
-                 "documents": len(ids), "layout": layout or "one vector per document"}
+                 "documents": len(ids), "layout": layout or "one vector per document", "vector_type": vector_type}
         conn.execute(
             "INSERT INTO embedtune_versions (version, fingerprint, model_path, dim, rows, source_commit, metrics, "
             "build_seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -216,14 +226,16 @@ def _vector_rows(ids: Sequence[str], vectors: np.ndarray, views: ExtraViews | No
     return rows
 
 
-def _load_vectors(conn, version: str, dim: int, rows: Sequence[tuple]) -> None:
-    """The version's vector table, filled by one binary COPY."""
+def _load_vectors(conn, version: str, dim: int, rows: Sequence[tuple], vector_type: str = "vector") -> None:
+    """The version's vector table (``vector_type`` columns), filled by one binary COPY."""
+    from pgvector import HalfVector
+
     conn.execute(f"CREATE TABLE {version} (id text NOT NULL, view smallint NOT NULL DEFAULT 0, "
-                 f"embedding vector({dim}) NOT NULL, PRIMARY KEY (id, view))")
+                 f"embedding {vector_type}({dim}) NOT NULL, PRIMARY KEY (id, view))")
     with conn.cursor() as cur, cur.copy(f"COPY {version} (id, view, embedding) FROM STDIN WITH (FORMAT BINARY)") as copy:
-        copy.set_types(["text", "int2", "vector"])
-        for row in rows:
-            copy.write_row(row)
+        copy.set_types(["text", "int2", vector_type])
+        for id_, view, vector in rows:
+            copy.write_row((id_, view, HalfVector(vector) if vector_type == "halfvec" else vector))
 
 
 def _load_documents(conn, version: str, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str],
