@@ -75,7 +75,10 @@ def missing_deps(stage: dict) -> list[str]:
     return sorted(str(p.relative_to(REPO)) for p in uncovered)
 
 
-STAGES = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+# The main pipeline, and the learning curve's (its stages run from the repository root: ``wdir: ..``).
+STAGES = {**yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"],
+          **{f"learning_curve/dvc.yaml:{name}": stage for name, stage in yaml.safe_load(
+              (REPO / "learning_curve" / "dvc.yaml").read_text(encoding="utf-8"))["stages"].items()}}
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))

@@ -48,6 +48,7 @@ SCHEMA: dict[str, Any] = {
     "evaluate": {"top_k", "primary_metric", "lexical_weight"},
     "reindex": {"min_improvement", "max_p_value", "force", "keep_last", "hnsw_m", "hnsw_ef_construction", "ef_search",
                 "maintenance_work_mem", "vector_type"},
+    "learning_curve": {"fractions", "draws"},
 }
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
+from embedtune.evaluation.reports import read_per_query
 from tests.conftest import SCIFACT, commit_all, copy_project, ran, sh
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +62,8 @@ def _another_machine_pulls_the_run_instead_of_training(root: Path, env: dict) ->
     sh(["git", "clone", "-q", str(root), str(other / "main")], other, env)
     sh(["dvc", "pull"], other / "main", env)
     assert (other / "main" / "models" / "finetuned" / "model.safetensors").is_file()
-    assert "up to date" in sh(["dvc", "status"], other / "main", env)  # the outputs are those dvc.lock names
+    # the outputs are those dvc.lock names (the main pipeline's: the learning curve's is not run on the sample)
+    assert "up to date" in sh(["dvc", "status", "dvc.yaml"], other / "main", env)
     assert ran(sh(["dvc", "repro"], other / "main", env)) == set()  # restored, not retrained
     assert _metrics(other / "main", "finetuned.json") == _metrics(root, "finetuned.json")
     sh(["dvc", "remote", "remove", "shared"], root, env)  # the rest of this test runs on one machine
@@ -205,6 +207,31 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     reindex = _metrics(root, "reindex.json")
     assert _metrics(root, "timings/reindex.json")["created"] is True  # another layout, another version
     assert reindex["rows"] == reindex["documents"]
+
+
+def test_the_learning_curve_trains_on_shares_of_the_pairs_and_plots_them(project: tuple[Path, dict]) -> None:
+    """`dvc repro learning_curve/dvc.yaml` after the main pipeline: one point per share and draw (here half the
+    pairs, once), then the curve from the base model, that point and the pipeline's own model; run again, nothing
+    reruns. The main pipeline does not depend on it (`dvc exp run` and `dvc repro` leave it alone)."""
+    root, env = project
+    sh([sys.executable, "-m", "embedtune.config", *SAMPLE, "learning_curve.fractions=[0.5]",
+        "learning_curve.draws=[1]"], root, env)
+    sh(["dvc", "repro"], root, env)  # the sample's main pipeline again (restored from the run cache)
+    out = sh(["dvc", "repro", "learning_curve/dvc.yaml"], root, env)
+    assert ran(out) == {"learning_curve/dvc.yaml:point@0.5-1", "learning_curve/dvc.yaml:report"}, out
+    point = _metrics(root, "learning_curve/0.5-1.json")
+    pairs = _metrics(root, "mine.json")["training_examples"]["total"]
+    assert 0 < point["pairs"] < pairs and point["budget"]["examples"] == point["pairs"]
+    assert set(point["per_query"]) == set(read_per_query(root / "reports" / "finetuned_per_query.csv"))
+    curve = json.loads((root / "reports" / "learning_curve.json").read_text())
+    assert [row["pairs"] for row in curve["rows"]] == [0, point["pairs"], pairs]
+    # zero pairs is the base model, every pair the pipeline's own model (per-query scores kept to 5 digits)
+    assert curve["rows"][0]["ndcg@10"] == pytest.approx(_metrics(root, "baseline.json")["ndcg@10"], abs=1e-3)
+    assert curve["rows"][2]["ndcg@10"] == pytest.approx(_metrics(root, "finetuned.json")["ndcg@10"], abs=1e-3)
+    assert all(row["ci95"][0] <= row["ndcg@10"] <= row["ci95"][1] for row in curve["rows"])
+    assert curve["gain_per_doubling"] is not None
+    assert (root / "reports" / "learning_curve.png").stat().st_size > 10_000
+    assert ran(sh(["dvc", "repro", "learning_curve/dvc.yaml"], root, env)) == set()
 
 
 def _free_port() -> int:
