@@ -33,7 +33,7 @@ SCHEMA: dict[str, Any] = {
                 "documents": {"strict", "max_file_mb", "chunk_tokens", "overlap_tokens"}},
     "split": {"use_source_split", "test_fraction", "near_duplicate_threshold", "leakage_policy", "min_train_pairs",
               "dev_fraction"},
-    "encode": {"batch_size", "precision", "processes", "tail_tokens"},
+    "encode": {"batch_size", "precision", "processes", "tail_tokens", "cache"},
     "mine": {"num_negatives", "range_min", "range_max", "relative_margin", "absolute_margin", "sampling",
              "extend_window"},
     "synthetic": {"enabled": None, "generator": None, "documents": None, "per_document": None,
