@@ -7,6 +7,8 @@ unchanged; how long training took goes to the timings file instead."""
 
 import argparse
 import hashlib
+import sys
+import tempfile
 from pathlib import Path
 
 from embedtune.config import get, load_params
@@ -17,6 +19,7 @@ from embedtune.runtime import log, run_stage
 from embedtune.train.card import write_model_card
 from embedtune.train.checkpoints import checkpoint_root
 from embedtune.train.config import TrainConfig
+from embedtune.train.distributed import is_main, launch
 from embedtune.train.soup import train_soup
 from embedtune.train.trainer import TIMING_STATS, build_training_dataset
 
@@ -31,14 +34,20 @@ def main() -> None:
     args = parser.parse_args()
     params = load_params()
     config = TrainConfig.from_params(get(params, "train"), seed=get(params, "seed"))
+    if launch(config.distributed, sys.argv):  # train.distributed > 1: the torchrun workers did the work
+        return
     base_model = get(params, "model.base")
     examples = records_to_examples([r for _, r in iter_jsonl(args.mined)])
     dataset = build_training_dataset(examples, read_corpus(args.prepared / "corpus.jsonl"),
                                      read_queries(args.prepared / "queries.jsonl"))
+    options = {"checkpoints": checkpoint_root(args.output), "max_seq_length": get(params, "model.max_seq_length")}
+    if not is_main():  # a DDP worker besides rank 0 trains along; rank 0 writes every output
+        with tempfile.TemporaryDirectory(prefix=".train-worker.") as scratch:
+            train_soup(base_model, dataset, config, Path(scratch) / "model", Path(scratch) / "live", **options)
+        return
     log.info("training on %d examples (%d columns)", len(dataset), len(dataset.column_names))
     with atomic_directory(args.output) as staging:
-        stats = train_soup(base_model, dataset, config, staging, args.live, checkpoints=checkpoint_root(args.output),
-                           max_seq_length=get(params, "model.max_seq_length"))
+        stats = train_soup(base_model, dataset, config, staging, args.live, **options)
         write_model_card(
             staging,
             base_model=base_model,

@@ -44,7 +44,7 @@ SCHEMA: dict[str, Any] = {
     "train": {"epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "loss", "mini_batch_size",
               "scale", "precision", "logging_steps", "budget_minutes", "max_examples", "checkpoint_minutes",
               "directions", "partition_mode", "hardness_mode",
-              "hardness_strength", "matryoshka_dims", "soup", "soup_processes"},
+              "hardness_strength", "matryoshka_dims", "soup", "soup_processes", "distributed"},
     "evaluate": {"top_k", "primary_metric", "lexical_weight", "general_models"},
     "reindex": {"min_improvement", "max_p_value", "force", "keep_last", "hnsw_m", "hnsw_ef_construction", "ef_search",
                 "maintenance_work_mem", "vector_type"},

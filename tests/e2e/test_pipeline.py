@@ -203,6 +203,20 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     assert _metrics(root, "timings/reindex.json")["created"] is True  # a new model is a new index version
     three_epochs = (root / "models" / "finetuned" / "model.safetensors").read_bytes()
 
+    # the same run by two DDP workers (gloo on this CPU), through the torchrun launcher a GPU box uses: the same
+    # global batch of 16 (8 each, documents gathered), so the model scores and trains as the one-process run does
+    one = (_metrics(root, "finetuned.json")["ndcg@10"],
+           json.loads((root / "metrics" / "train" / "metrics.json").read_text())["train"]["loss"])
+    out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", "-Strain.epochs=3",
+              "-Strain.learning_rate=1e-4", "-Strain.distributed=2"], root, env)
+    assert "train" in ran(out)
+    two = (_metrics(root, "finetuned.json")["ndcg@10"],
+           json.loads((root / "metrics" / "train" / "metrics.json").read_text())["train"]["loss"])
+    assert abs(two[0] - one[0]) <= 0.02, (one, two)
+    assert abs(two[1] - one[1]) <= 0.1 * one[1], (one, two)
+    assert json.loads((root / "models" / "finetuned" / "embedtune.json").read_text())["params"]["train"][
+        "distributed"] == 2
+
     # back to a setting trained before, and forward again: DVC's run cache restores the model, nothing retrains
     for epochs in (1, 3):
         out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", f"-Strain.epochs={epochs}",

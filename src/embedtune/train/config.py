@@ -57,6 +57,8 @@ class TrainConfig:
     # element-wise mean of their weights (``embedtune.train.soup``). 1: one run.
     soup: int = 1
     soup_processes: int | str = "auto"  # runs trained at once, each in its own process (soup.resolve_soup_processes)
+    # Workers that train each run together (DDP under torchrun, train.distributed): one per GPU on a GPU box.
+    distributed: int = 1
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], seed: int) -> TrainConfig:
@@ -70,6 +72,7 @@ class TrainConfig:
         values["matryoshka_dims"] = _matryoshka_dims(values.get("matryoshka_dims"))
         config = cls(**values)
         config._check_budget()
+        config._check_processes()
         config._check_loss_terms()
         return config
 
@@ -91,9 +94,15 @@ class TrainConfig:
                               f"(0: after every step), got {self.checkpoint_minutes!r}")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float)) or not self.epochs > 0:
             raise ConfigError(f"train.epochs must be a number > 0, got {self.epochs!r}")
+
+    def _check_processes(self) -> None:
         if not is_whole_number(self.soup, minimum=1):
             raise ConfigError(f"train.soup must be a whole number >= 1 (training runs averaged; 1: one run), "
                               f"got {self.soup!r}")
+        if not is_whole_number(self.distributed, minimum=1) or self.batch_size % self.distributed:
+            raise ConfigError(f"train.distributed must be a whole number >= 1 that divides train.batch_size "
+                              f"({self.batch_size}): each worker takes an equal share of every batch; got "
+                              f"{self.distributed!r}")
         if self.soup_processes != "auto" and not is_whole_number(self.soup_processes, minimum=1):
             raise ConfigError(f"train.soup_processes must be 'auto' or a whole number >= 1 (soup runs trained at "
                               f"once), got {self.soup_processes!r}")

@@ -24,8 +24,13 @@ def build_loss(model: Any, config: TrainConfig, guide: Any = None) -> Any:
         MultipleNegativesRankingLoss,
     )
 
+    from embedtune.train.distributed import world_size
+
+    # under DDP each worker's queries contrast with every worker's documents: the whole global batch
+    gather = world_size() > 1
     terms = {"scale": config.scale, "directions": config.directions, "partition_mode": config.partition_mode,
-             "hardness_mode": config.hardness_mode, "hardness_strength": float(config.hardness_strength)}
+             "hardness_mode": config.hardness_mode, "hardness_strength": float(config.hardness_strength),
+             "gather_across_devices": gather}
     if config.loss == "cached_mnrl":
         loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config.mini_batch_size, **terms)
     elif config.loss == "gist":
@@ -35,7 +40,7 @@ def build_loss(model: Any, config: TrainConfig, guide: Any = None) -> Any:
         # above the pair's own positive are dropped from the softmax as likely false negatives. Only the
         # query-to-document softmax, as plain MNRL with the default directions; the temperature is MNRL's 1 / scale.
         loss = GISTEmbedLoss(model, guide, temperature=1.0 / config.scale, margin_strategy="absolute", margin=0.0,
-                             contrast_anchors=False, contrast_positives=False)
+                             contrast_anchors=False, contrast_positives=False, gather_across_devices=gather)
     else:
         loss = MultipleNegativesRankingLoss(model, **terms)
     if config.matryoshka_dims is None:

@@ -18,6 +18,7 @@ from embedtune.runtime import prepare_worker, release_freed_memory
 from embedtune.train.budget import StepPlan, describe, plan_training
 from embedtune.train.checkpoints import ResumeArea, run_key
 from embedtune.train.config import TrainConfig
+from embedtune.train.distributed import barrier, is_main, share, world_size
 from embedtune.train.precision import choose_train_precision
 from embedtune.train.trainer import train_model
 from embedtune.workers import Job, cpu_cores, run_workers
@@ -57,7 +58,7 @@ def resolve_soup_processes(config: TrainConfig, device: str) -> int:
     masks, softmax, optimizer) leaves a second thread idle much of the time, so two one-thread runs keep two
     cores busier than one two-thread run after the other.
     """
-    if config.soup <= 1:
+    if config.soup <= 1 or world_size() > 1:  # under DDP every worker trains every run, one run at a time
         return 1
     if config.soup_processes != "auto":
         return min(int(config.soup_processes), config.soup)
@@ -158,9 +159,11 @@ def train_soup(
     device = pick_device(options.get("device", "auto"))
     area = None
     if checkpoints is not None and config.checkpoint_minutes is not None:
-        area = ResumeArea.open(checkpoints, run_key(base_model, dataset, config, device=device,
-                                                    max_seq_length=options.get("max_seq_length")))
-    processes, precision, choice, plan = _plan(base_model, dataset, config, device, area, options)
+        key = run_key(base_model, dataset, config, device=device, max_seq_length=options.get("max_seq_length"))
+        area = ResumeArea.open(checkpoints, key) if is_main() else ResumeArea(Path(checkpoints), key)
+    # under DDP rank 0 measures and decides, every worker trains by its decision (distributed.share)
+    decided = _plan(base_model, dataset, config, device, area, options) if is_main() else None
+    processes, precision, choice, plan = share(decided, device)
     config = replace(config, precision=precision)
     log.info("%s", describe(plan, config))
     options = {**options, "steps": plan.steps, "checkpoints": area.path if area else None}
@@ -168,7 +171,8 @@ def train_soup(
         stats = train_model(base_model, dataset, config, output_dir, live_dir, **options)
     else:
         stats = _soup(base_model, dataset, config, output_dir, live_dir, processes, options)
-    if area:
+    barrier()
+    if area and is_main():
         area.remove()
     summary = plan.summary()
     return {**stats, "precision": config.precision, "precision_choice": choice,
@@ -185,7 +189,7 @@ def _plan(base_model: str, dataset: HFDataset, config: TrainConfig, device: str,
                  area.path, saved["precision"], saved["step_plan"]["steps"], saved["processes"])
         return saved["processes"], saved["precision"], saved["precision_choice"], StepPlan(**saved["step_plan"])
     processes = resolve_soup_processes(config, device)
-    threads = soup_threads(processes) if processes > 1 else options.get("threads") or cpu_cores()
+    threads = soup_threads(processes) if processes > 1 else options.get("threads") or cpu_cores() // world_size()
     precision, choice = choose_train_precision(base_model, dataset, config, device, threads=threads,
                                                max_seq_length=options.get("max_seq_length"))
     plan = plan_training(base_model, dataset, replace(config, precision=precision), device, threads=threads,
@@ -212,6 +216,8 @@ def _soup(base_model: str, dataset: HFDataset, config: TrainConfig, output_dir: 
                  "one after another" if processes == 1 else
                  f"{processes} at a time in their own processes, {soup_threads(processes)} thread(s) each")
         stats = _train_runs(runs, options, processes)
+        if not is_main():  # a DDP worker other than rank 0: rank 0 averages and saves
+            return {**stats[0], "soup": [], "soup_processes": processes}
         for k, run in enumerate(runs[1:], start=2):
             shutil.copytree(run[4] / "plots" / "metrics" / "train",
                             Path(live_dir) / "plots" / "metrics" / f"soup_run{k}", dirs_exist_ok=True)

@@ -17,6 +17,7 @@ from embedtune.mining import MinedExample
 from embedtune.train.budget import full_steps, plan_steps
 from embedtune.train.checkpoints import checkpoint_callback, last_checkpoint
 from embedtune.train.config import TrainConfig
+from embedtune.train.distributed import is_main, world_size
 from embedtune.train.live import live_callback
 from embedtune.train.loss import build_loss, check_rows
 from embedtune.train.precision import choose_train_precision
@@ -100,6 +101,8 @@ def training_arguments(config: TrainConfig, scratch: Path, device: str, max_step
         dataloader_drop_last=False,
         disable_tqdm=not show_progress,
         prompts=prompts,
+        # under DDP every worker reads the same global batches and takes its share of each (distributed.py)
+        accelerator_config={"split_batches": world_size() > 1},
         **precision_flags(config.precision, device),
     )
 
@@ -137,8 +140,8 @@ def train_model(
     if config.precision == "auto":
         config = replace(config, precision=choose_train_precision(
             base_model, dataset, config, device, max_seq_length=max_seq_length, threads=threads or cpu_cores())[0])
-    set_seed(config.seed)
-    torch.set_num_threads(threads or cpu_cores())
+    set_seed(config.seed)  # the same in every DDP worker: the same batches, in the same order
+    torch.set_num_threads(threads or max(1, cpu_cores() // world_size()))
     model = load_model(base_model, device=device, max_seq_length=max_seq_length)
     guide = None
     if config.loss == "gist":
@@ -149,7 +152,7 @@ def train_model(
     # removes it with the staging directory (atomic_directory) instead of leaving it beside the model.
     run_dir = Path(checkpoints) / f"seed{config.seed}" if checkpoints is not None else None
     scratch = run_dir or output_dir / ".trainer"
-    callbacks = [live_callback(live_dir)]
+    callbacks = [live_callback(live_dir)] if is_main() else []  # curves: one writer
     if run_dir is not None:
         callbacks.append(checkpoint_callback(config.checkpoint_minutes or 0.0))
     resume = last_checkpoint(run_dir)
@@ -162,7 +165,8 @@ def train_model(
     started, started_at = time.perf_counter(), time.time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds, ended_at = time.perf_counter() - started, time.time()
-    model.save(str(output_dir))
+    if is_main():
+        model.save(str(output_dir))
     (live_dir / "plots" / "metrics").mkdir(parents=True, exist_ok=True)  # declared output, even with no curve
     if run_dir is None:
         shutil.rmtree(scratch, ignore_errors=True)
