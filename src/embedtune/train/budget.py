@@ -15,7 +15,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from embedtune.errors import ConfigError
 from embedtune.train.config import TrainConfig
+from embedtune.train.distributed import world_size
 from embedtune.train.precision import time_training_steps
 
 if TYPE_CHECKING:
@@ -66,8 +68,13 @@ class StepPlan:
 
 def full_steps(num_examples: int, config: TrainConfig) -> int:
     """Optimizer steps for ``epochs`` full passes: one step per batch (the last may be smaller), at least one;
-    ``epochs`` may be fractional, as in transformers."""
-    per_epoch = max(1, math.ceil(num_examples / config.batch_size))
+    ``epochs`` may be fractional, as in transformers. Under DDP sentence-transformers drops each epoch's last
+    partial batch (an uneven one could hang the workers), so an epoch is the full batches only."""
+    batches = num_examples / config.batch_size
+    if world_size() > 1 and batches < 1:
+        raise ConfigError(f"train.distributed: {num_examples} training examples do not fill one batch of "
+                          f"{config.batch_size}, and DDP trains on full batches only; train in one process")
+    per_epoch = max(1, math.floor(batches) if world_size() > 1 else math.ceil(batches))
     return max(1, math.ceil(per_epoch * config.epochs))
 
 
